@@ -1,0 +1,32 @@
+"""Reads about people: who manages whom. `accounts` never imports `sales`."""
+
+from django.db.models import Q, QuerySet
+
+from opportuna.accounts.models import Account, Role, Team, User, VisibilityPolicy
+
+
+def visible_owner_filter(user: User, *, prefix: str = "owner") -> Q | None:
+    """The Q over owners whose records `user` may see; None means everything.
+
+    An inactive or anonymous user sees nothing (an always-false Q).
+    """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Q(pk__in=[])
+    if user.is_admin:
+        return None
+    if user.role == Role.MANAGER:
+        managed = Team.objects.filter(managers=user).values("id")
+        return Q(**{prefix: user}) | Q(**{f"{prefix}__team_id__in": managed})
+    if user.team_id and Account.load().visibility == VisibilityPolicy.TEAM:
+        return Q(**{f"{prefix}__team_id": user.team_id})
+    return Q(**{prefix: user})
+
+
+def users_managed_by(user: User) -> QuerySet[User]:
+    """Users whose work `user` may change: everyone for admins, their teams for managers."""
+    if user.is_admin:
+        return User.objects.all()
+    if user.role == Role.MANAGER and user.is_active:
+        managed = Team.objects.filter(managers=user).values("id")
+        return User.objects.filter(Q(pk=user.pk) | Q(team_id__in=managed))
+    return User.objects.filter(pk=user.pk)

@@ -1,0 +1,22 @@
+"""Announcing changes after commit: the plain hook that webhooks and notifications use.
+
+A service calls `announce(kind, ...)` inside its transaction; listeners connected to
+`change_announced` run only once the transaction commits, and never for a rolled-back change.
+"""
+
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import Signal
+
+# Sent with: kind (str, e.g. "opportunity.moved"), actor_id, object_id, data (dict).
+change_announced = Signal()
+
+
+def announce(kind: str, *, actor_id: int | None, object_id: int, data: dict[str, Any]) -> None:
+    def send() -> None:
+        change_announced.send(
+            sender=None, kind=kind, actor_id=actor_id, object_id=object_id, data=data
+        )
+
+    transaction.on_commit(send, robust=True)
