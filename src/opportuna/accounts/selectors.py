@@ -1,6 +1,6 @@
 """Reads about people: who manages whom. `accounts` never imports `sales`."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, Q, QuerySet
 
 from opportuna.accounts.models import Account, Role, Team, User, VisibilityPolicy
 
@@ -17,8 +17,10 @@ def visible_owner_filter(user: User, *, prefix: str = "owner") -> Q | None:
     if user.role == Role.MANAGER:
         managed = Team.objects.filter(managers=user).values("id")
         return Q(**{prefix: user}) | Q(**{f"{prefix}__team_id__in": managed})
-    if user.team_id and Account.load().visibility == VisibilityPolicy.TEAM:
-        return Q(**{f"{prefix}__team_id": user.team_id})
+    if user.team_id:
+        # The policy is read inside the same query, so the door costs no extra round trip.
+        team_policy = Exists(Account.objects.filter(visibility=VisibilityPolicy.TEAM))
+        return Q(**{prefix: user}) | (Q(**{f"{prefix}__team_id": user.team_id}) & Q(team_policy))
     return Q(**{prefix: user})
 
 
