@@ -1,6 +1,7 @@
 """Factories for tests. Opportunities are built straight into the database (a fixture, not
 a write path); tests of behaviour call the services."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import factory
@@ -10,6 +11,8 @@ from opportuna.accounts.models import Role, Team, User
 from opportuna.sales.models import (
     ActivityType,
     Client,
+    FieldDefinition,
+    FieldKind,
     LostReason,
     Opportunity,
     Pipeline,
@@ -107,3 +110,47 @@ class OpportunityFactory(factory.django.DjangoModelFactory):
 def activity_type(key: str) -> ActivityType:
     """The seeded activity type with this key (call, visit, demo, info_request, ...)."""
     return ActivityType.objects.get(key=key)
+
+
+# The cast of users most tests need ------------------------------------------------------
+
+
+class FieldDefinitionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = FieldDefinition
+        django_get_or_create = ("key",)
+
+    label = factory.Sequence(lambda n: f"Field {n}")
+    key = factory.Sequence(lambda n: f"field_{n}")
+    kind = FieldKind.TEXT
+
+
+@dataclass(frozen=True)
+class Cast:
+    """owner and teammate sell in team A, other sells in team B, manager manages team A."""
+
+    owner: User
+    teammate: User
+    other: User
+    manager: User
+    admin: User
+    team_a: Team
+    team_b: Team
+    pipeline: Pipeline
+
+
+def make_cast() -> Cast:
+    team_a = TeamFactory(name="Team A")
+    team_b = TeamFactory(name="Team B")
+    manager = UserFactory(username="manager", role=Role.MANAGER, team=team_a)
+    team_a.managers.add(manager)
+    return Cast(
+        owner=UserFactory(username="owner", team=team_a),
+        teammate=UserFactory(username="teammate", team=team_a),
+        other=UserFactory(username="other", team=team_b),
+        manager=manager,
+        admin=UserFactory(username="admin", role=Role.ADMIN),
+        team_a=team_a,
+        team_b=team_b,
+        pipeline=PipelineFactory(name="Sales"),
+    )

@@ -207,10 +207,33 @@ EMAIL_BACKEND = os.environ.get(
     "OPPORTUNA_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
 )
 DEFAULT_FROM_EMAIL = os.environ.get("OPPORTUNA_FROM_EMAIL", "opportuna@localhost")
+EMAIL_HOST = os.environ.get("OPPORTUNA_EMAIL_HOST", "localhost")
+EMAIL_HOST_USER = os.environ.get("OPPORTUNA_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("OPPORTUNA_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("OPPORTUNA_EMAIL_TLS")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number; got {raw!r}") from None
+
+
+EMAIL_PORT = env_int("OPPORTUNA_EMAIL_PORT", 25)
+
+LOG_LEVEL = os.environ.get("OPPORTUNA_LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"OPPORTUNA_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {LOG_LEVEL!r}"
+    )
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("OPPORTUNA_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

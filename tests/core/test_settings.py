@@ -88,6 +88,8 @@ def import_settings(tmp_path: Path, **variables: str) -> subprocess.CompletedPro
         ("OPPORTUNA_SECRET_KEY", "too-short"),
         ("DATABASE_URL", "mysql://x/y"),
         ("DATABASE_URL", "nonsense://"),
+        ("OPPORTUNA_LOG_LEVEL", "LOUD"),
+        ("OPPORTUNA_EMAIL_PORT", "twenty-five"),
     ],
 )
 def test_bad_value_stops_start_up_naming_the_variable(tmp_path, name, value):
