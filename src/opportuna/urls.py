@@ -1,11 +1,11 @@
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
 
 admin.site.site_header = "Opportuna"
 admin.site.site_title = "Opportuna"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("accounts/", include("opportuna.accounts.urls")),
     path("admin/", admin.site.urls),
+    path("", include("opportuna.sales.urls")),
 ]
