@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",
     "django_htmx",
     "template_partials",
     "django_tasks",
@@ -170,6 +171,8 @@ SQLITE_OPTIONS = {
 
 DATABASES = {"default": database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Django 6's default today: a URL typed without a scheme means https. Drop with Django 6.
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -106,3 +108,36 @@ class Account(models.Model):
     def load(cls) -> "Account":
         account, _created = cls.objects.get_or_create(pk=1)
         return account
+
+
+class ApiToken(models.Model):
+    """A personal API token: only its SHA-256 is stored, found by its short public prefix.
+
+    The full token reads `opp_<prefix>_<secret>` and is shown once, when it is created.
+    """
+
+    user = models.ForeignKey(
+        User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    prefix = models.CharField(_("prefix"), max_length=8, unique=True)
+    hash = models.CharField(_("hash"), max_length=64)
+    read_only = models.BooleanField(_("read only"), default=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.name or self.prefix} ({self.prefix})"
+
+    def is_usable_at(self, moment: datetime) -> bool:
+        """Not revoked, not expired at `moment`; the user's own state is checked apart."""
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or moment < self.expires_at
