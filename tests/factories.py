@@ -48,6 +48,7 @@ class PipelineFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Pipeline
         django_get_or_create = ("name",)
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Pipeline {n}")
 
@@ -127,7 +128,7 @@ class FieldDefinitionFactory(factory.django.DjangoModelFactory):
 
 @dataclass(frozen=True)
 class Cast:
-    """owner and teammate sell in team A, other sells in team B, manager manages team A."""
+    """owner and teammate sell in team A, other in team B; manager is in and manages team A."""
 
     owner: User
     teammate: User

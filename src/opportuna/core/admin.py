@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
+from django.db.models import DateField, F, Func, Value
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -72,6 +74,56 @@ def _with_refusal(form_class: type[ModelForm[Any]], error: Exception) -> type[Mo
             return cleaned_data
 
     return RefusedForm
+
+
+def all_fields_read_only(model_admin: Any) -> list[str]:
+    """Every field, so that non-editable ones (created_at, ...) may be listed too."""
+    opts = model_admin.model._meta
+    return [
+        *model_admin.readonly_fields,
+        *(f.name for f in opts.concrete_fields),
+        *(f.name for f in opts.many_to_many),
+    ]
+
+
+# Date hierarchy ---------------------------------------------------------------------------
+
+_STRFTIME_FORMATS = {"year": "%Y-01-01", "month": "%Y-%m-01", "day": "%Y-%m-%d"}
+
+
+class _SQLiteDatesMixin:
+    """`dates()` with SQLite's own strftime: Django's Trunc calls Python once per row there,
+    seconds on a million rows for the admin's date hierarchy."""
+
+    def dates(self, field_name: str, kind: str, order: str = "ASC") -> Any:
+        qs: Any = self
+        if connections[qs.db].vendor != "sqlite" or kind not in _STRFTIME_FORMATS:
+            return super().dates(field_name, kind, order)  # type: ignore[misc]
+        truncated = Func(
+            Value(_STRFTIME_FORMATS[kind]),
+            F(field_name),
+            function="strftime",
+            output_field=DateField(),
+        )
+        return (
+            qs.annotate(datefield=truncated, plain_field=F(field_name))
+            .values_list("datefield", flat=True)
+            .distinct()
+            .filter(plain_field__isnull=False)
+            .order_by(("-" if order == "DESC" else "") + "datefield")
+        )
+
+
+@cache
+def _sqlite_dates_class(queryset_class: type[Any]) -> type[Any]:
+    return type(f"SQLiteDates{queryset_class.__name__}", (_SQLiteDatesMixin, queryset_class), {})
+
+
+def with_sqlite_dates(queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+    """The same queryset, whose `dates()` (used by `date_hierarchy`) runs natively on SQLite."""
+    clone = queryset.all()
+    clone.__class__ = _sqlite_dates_class(type(queryset))
+    return clone
 
 
 class StaffViewMixin:
@@ -195,6 +247,9 @@ class ReadOnlyAdmin(StaffViewMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     # Big tables: the unfiltered COUNT(*) next to the filtered one is not worth its cost.
     show_full_result_count = False
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return all_fields_read_only(self)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -209,6 +264,9 @@ class ReadOnlyInline(StaffViewMixin, admin.TabularInline):  # type: ignore[type-
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return all_fields_read_only(self)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
