@@ -89,7 +89,11 @@ def user_update(*, user: User, actor: User, **values: Any) -> User:
     for key, value in values.items():
         setattr(user, key, value)
     user.is_staff = user.role == Role.ADMIN or user.is_superuser
-    return _validated_save(user)
+    user = _validated_save(user)
+    if user.role not in (Role.MANAGER, Role.ADMIN):
+        # A team's managers must have the manager or admin role (see team_set_managers).
+        user.managed_teams.clear()
+    return user
 
 
 @transaction.atomic
@@ -138,7 +142,9 @@ def account_update(
         account.name = name.strip()
     if currency is not None:
         account.currency = currency.strip().upper()
-        if len(account.currency) != 3 or not account.currency.isalpha():
+        if not (
+            len(account.currency) == 3 and account.currency.isascii() and account.currency.isalpha()
+        ):
             raise AccountRuleError(_("Use a three-letter ISO currency code."), field="currency")
     if visibility is not None:
         if visibility not in VisibilityPolicy.values:

@@ -105,7 +105,7 @@ def client_merge(*, source: Client, target: Client, actor: User) -> Client:
     if source.notes:
         target.notes = f"{target.notes}\n\n{source.notes}".strip()
     target.save()
-    count = moved.update(client=target, version=F("version") + 1)
+    count = moved.update(client=target, version=F("version") + 1, updated_at=now)
     announce(
         "client.merged",
         actor_id=actor.pk,

@@ -79,6 +79,16 @@ def _active_type(activity_type: ActivityType) -> ActivityType:
     return activity_type
 
 
+def _done_at(done_at: datetime | None) -> datetime:
+    """When it was done: now by default, never in the future (a future one is planned)."""
+    done_at = done_at or timezone.now()
+    if done_at > timezone.now() + timedelta(minutes=5):
+        raise SalesRuleError(
+            _("A logged activity cannot be in the future; plan it."), field="done_at"
+        )
+    return done_at
+
+
 @transaction.atomic
 def activity_log(
     *,
@@ -90,11 +100,7 @@ def activity_log(
 ) -> Activity:
     """Record something done on the opportunity (a call, a visit, a demo, ...)."""
     opp = locked_visible(opportunity, actor)
-    done_at = done_at or timezone.now()
-    if done_at > timezone.now() + timedelta(minutes=5):
-        raise SalesRuleError(
-            _("A logged activity cannot be in the future; plan it."), field="done_at"
-        )
+    done_at = _done_at(done_at)
     activity = Activity.objects.create(
         opportunity=opp, type=_active_type(type), user=actor, done_at=done_at, note=note.strip()
     )
@@ -147,7 +153,7 @@ def activity_complete(
         raise SalesRuleError(_("This activity is already done."))
     if activity.user_id != actor.pk and not can_edit_opportunity(actor, opp):
         raise PermissionDenied(_("Only the assignee or the opportunity's editors can do this."))
-    activity.done_at = done_at or timezone.now()
+    activity.done_at = _done_at(done_at)
     fields = ["done_at"]
     if note is not None:
         activity.note = note.strip()

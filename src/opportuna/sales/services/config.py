@@ -122,7 +122,7 @@ def step_update(*, step: Step, actor: User, **values: Any) -> Step:
             )
             for pk, before in following.values_list("pk", "probability").iterator()
         )
-        following.update(probability=step.probability, version=F("version") + 1)
+        following.update(probability=step.probability, version=F("version") + 1, updated_at=now)
     return step
 
 

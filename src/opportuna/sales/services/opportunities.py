@@ -7,8 +7,9 @@ from datetime import date, datetime, time
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from opportuna.accounts.models import User
@@ -76,6 +77,19 @@ def _check_title(title: str) -> str:
     return title
 
 
+def _check_length(value: str, field: str, model: type[models.Model] = Opportunity) -> str:
+    """Refuse what the column cannot hold (PostgreSQL would fail, SQLite would keep it all)."""
+    column = model._meta.get_field(field)
+    limit = column.max_length
+    if limit is not None and len(value) > limit:
+        raise SalesRuleError(
+            _("%(field)s is too long (%(limit)d characters at most).")
+            % {"field": capfirst(column.verbose_name), "limit": limit},
+            field=field,
+        )
+    return value
+
+
 def _clean_fields(values: Mapping[str, object]) -> dict[str, str]:
     definitions = list(FieldDefinition.objects.all())
     try:
@@ -120,6 +134,8 @@ def opportunity_create(
     _check_owner(actor, owner)
     title = _check_title(title)
     _check_amount(amount)
+    _check_length(next_action_note, "next_action_note")
+    _check_length(external_id, "external_id")
     step = step or pipeline.steps.order_by("position", "pk").first()
     if step is None:
         raise SalesRuleError(_("This pipeline has no steps yet."), field="step")
@@ -171,11 +187,12 @@ def opportunity_create(
 def _tag(tag: Tag | str) -> Tag:
     if isinstance(tag, Tag):
         return tag
-    name = tag.strip()
+    # Cut to the column's length before looking it up, or a long name would miss its tag.
+    name = tag.strip()[: Tag._meta.get_field("name").max_length].strip()
     if not name:
         raise SalesRuleError(_("A tag needs a name."), field="tags")
     existing = Tag.objects.filter(name__iexact=name).first()
-    return existing or Tag.objects.create(name=name[:60])
+    return existing or Tag.objects.create(name=name)
 
 
 def _contact(values: Mapping[str, str]) -> dict[str, str]:
@@ -186,6 +203,8 @@ def _contact(values: Mapping[str, str]) -> dict[str, str]:
     cleaned = {k: (values.get(k) or "").strip() for k in allowed}
     if not cleaned["name"]:
         raise SalesRuleError(_("A contact needs a name."), field="contacts")
+    for key, value in cleaned.items():
+        _check_length(value, key, Contact)
     if cleaned["email"]:
         from django.core.validators import validate_email
 
@@ -215,6 +234,9 @@ def opportunity_update(
         _check_owner(actor, values["owner"])
     if "fields" in values:
         values["fields"] = _clean_fields(values["fields"])
+    for key in ("next_action_note", "external_id"):
+        if key in values:
+            _check_length(values[key], key)
     changes = set_fields(opp, values)
     if not changes:
         return opp
@@ -288,6 +310,7 @@ def opportunity_plan_next_action(
     opp = locked_editable(opportunity, actor, version=version)
     if opp.is_closed:
         raise SalesRuleError(_("Reopen a closed opportunity before planning on it."))
+    _check_length(note, "next_action_note")
     changes = set_fields(
         opp, {"status": Status.TODO, "next_action_at": at, "next_action_note": note}
     )
@@ -313,6 +336,7 @@ def opportunity_standby(
         raise SalesRuleError(_("Reopen a closed opportunity before parking it."))
     if until <= timezone.localdate():
         raise SalesRuleError(_("A standby date must be in the future."), field="until")
+    _check_length(note, "next_action_note")
     changes = set_fields(
         opp,
         {

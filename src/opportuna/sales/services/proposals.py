@@ -46,6 +46,18 @@ def _decimal(value: Any, field: str) -> Decimal:
         raise SalesRuleError(_("%s must be a number.") % field, field=field) from exc
     if not number.is_finite():
         raise SalesRuleError(_("%s must be a number.") % field, field=field)
+    # The column's size: a value it would round (differently on SQLite and PostgreSQL) or
+    # refuse must be refused here, or the line total would not match the stored figures.
+    column = ProposalLine._meta.get_field(field)
+    places = column.decimal_places  # type: ignore[union-attr]
+    if abs(number) >= Decimal(10) ** (column.max_digits - places):  # type: ignore[union-attr]
+        raise SalesRuleError(_("%s is too large.") % field, field=field)
+    if number != number.quantize(Decimal(1).scaleb(-places)):
+        raise SalesRuleError(
+            _("%(field)s takes at most %(places)d decimal places.")
+            % {"field": field, "places": places},
+            field=field,
+        )
     return number
 
 
