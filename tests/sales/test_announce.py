@@ -157,8 +157,10 @@ def test_client_merge_announces_client_merged(cast, announced, django_capture_on
     OpportunityFactory(owner=cast.owner, pipeline=cast.pipeline, client=source)
     with django_capture_on_commit_callbacks(execute=True):
         client_merge(source=source, target=target, actor=cast.admin)
-    assert kinds(announced) == ["client.merged"]
-    assert announced[0]["data"] == {"merged": source.pk, "opportunities": 1}
+    # Each moved opportunity announces its client change, then the merge itself.
+    assert kinds(announced) == ["opportunity.client_changed", "client.merged"]
+    assert announced[0]["data"]["changes"] == {"client": [source.pk, target.pk]}
+    assert announced[1]["data"] == {"merged": source.pk, "opportunities": 1}
 
 
 def test_a_refused_change_announces_nothing(
@@ -222,3 +224,29 @@ def test_a_failing_listener_does_not_break_the_change(
         change_announced.disconnect(dispatch_uid="test_announce_broken")
     assert comment.pk is not None
     assert kinds(announced) == ["comment.added"]
+
+
+@pytest.mark.django_db
+def test_step_default_change_announces_each_following_opportunity(
+    django_capture_on_commit_callbacks,
+):
+    from opportuna.sales.services import step_update
+    from tests.factories import OpportunityFactory, UserFactory
+
+    admin = UserFactory(role="admin")
+    first = OpportunityFactory()
+    second = OpportunityFactory(owner=first.owner, pipeline=first.pipeline)
+    heard = []
+
+    def listener(sender, kind, object_id, **kwargs):
+        heard.append((kind, object_id))
+
+    change_announced.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            step_update(step=first.step, actor=admin, probability=first.step.probability + 5)
+    finally:
+        change_announced.disconnect(listener)
+    assert sorted(heard) == sorted(
+        [("opportunity.probability", first.pk), ("opportunity.probability", second.pk)]
+    )

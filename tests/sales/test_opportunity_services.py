@@ -861,3 +861,38 @@ def test_unrelated_user_is_not_a_valid_owner_of_a_duplicate(cast, rich_source):
     stranger = UserFactory(username="stranger")
     with pytest.raises(PermissionDenied):
         duplicate(rich_source, cast.owner, owner=stranger)
+
+
+@pytest.mark.django_db
+def test_close_lost_refuses_an_inactive_reason():
+    from opportuna.sales.services import opportunity_close_lost
+    from tests.factories import LostReasonFactory, OpportunityFactory
+
+    opp = OpportunityFactory()
+    retired = LostReasonFactory(is_active=False)
+    with pytest.raises(SalesRuleError):
+        opportunity_close_lost(opportunity=opp, actor=opp.owner, reason=retired)
+    opp.refresh_from_db()
+    assert opp.status == "todo"
+
+
+@pytest.mark.django_db
+def test_close_won_refuses_a_closing_date_in_the_future():
+    from opportuna.sales.services import opportunity_close_won
+    from tests.factories import OpportunityFactory
+
+    opp = OpportunityFactory()
+    with pytest.raises(SalesRuleError):
+        opportunity_close_won(
+            opportunity=opp, actor=opp.owner, closed_at=timezone.now() + timedelta(days=2)
+        )
+
+
+@pytest.mark.django_db
+def test_plan_next_action_without_a_date_is_a_rule_error():
+    from opportuna.sales.services import opportunity_plan_next_action
+    from tests.factories import OpportunityFactory
+
+    opp = OpportunityFactory()
+    with pytest.raises(SalesRuleError):
+        opportunity_plan_next_action(opportunity=opp, actor=opp.owner, at=None)

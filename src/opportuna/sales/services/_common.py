@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -112,10 +113,22 @@ def record(
         changes=changes or {},
         data=data or {},
     )
+    _announce(event)
+    return event
+
+
+def record_many(events: Iterable[OpportunityEvent]) -> list[OpportunityEvent]:
+    """Append many events in one statement (merges, step defaults) and announce each."""
+    created = OpportunityEvent.objects.bulk_create(events, batch_size=1000)
+    for event in created:
+        _announce(event)
+    return created
+
+
+def _announce(event: OpportunityEvent) -> None:
     announce(
-        ANNOUNCED_AS.get(kind, f"opportunity.{kind}"),
-        actor_id=actor.pk if actor else None,
-        object_id=opportunity.pk,
+        ANNOUNCED_AS.get(event.kind, f"opportunity.{event.kind}"),
+        actor_id=event.actor_id,
+        object_id=event.opportunity_id,
         data={"event_id": event.pk, "changes": event.changes, **event.data},
     )
-    return event

@@ -14,7 +14,7 @@ from opportuna.accounts.models import User
 from opportuna.core.announce import announce
 from opportuna.sales.errors import SalesRuleError
 from opportuna.sales.models import Client, EventKind, Opportunity, OpportunityEvent
-from opportuna.sales.services._common import require_active
+from opportuna.sales.services._common import record_many, require_active
 
 CLIENT_FIELDS = frozenset(
     {
@@ -88,7 +88,7 @@ def client_merge(*, source: Client, target: Client, actor: User) -> Client:
     moved = Opportunity.objects.filter(client=source)
     now = timezone.now()
     # One event per moved opportunity, written in bulk (merges can move hundreds).
-    OpportunityEvent.objects.bulk_create(
+    record_many(
         OpportunityEvent(
             opportunity_id=pk,
             actor=actor,

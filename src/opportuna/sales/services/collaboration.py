@@ -127,6 +127,8 @@ def activity_plan(
     opp = locked_visible(opportunity, actor)
     if opp.is_closed:
         raise SalesRuleError(_("Reopen a closed opportunity before planning on it."))
+    if due_at is None:
+        raise SalesRuleError(_("Say when the activity is due."), field="due_at")
     assignee = user or actor
     if assignee.pk != actor.pk and not can_edit_opportunity(actor, opp):
         raise PermissionDenied(_("You cannot plan activities for others on this opportunity."))

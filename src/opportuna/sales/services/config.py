@@ -28,7 +28,7 @@ from opportuna.sales.models import (
     Step,
     Tag,
 )
-from opportuna.sales.services._common import require_active, require_admin
+from opportuna.sales.services._common import record_many, require_active, require_admin
 
 M = TypeVar("M", bound=models.Model)
 
@@ -111,7 +111,7 @@ def step_update(*, step: Step, actor: User, **values: Any) -> Step:
             step=step, status__in=[Status.TODO, Status.STANDBY], probability_is_manual=False
         ).exclude(probability=step.probability)
         now = timezone.now()
-        OpportunityEvent.objects.bulk_create(
+        record_many(
             OpportunityEvent(
                 opportunity_id=pk,
                 actor=actor,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -310,6 +310,8 @@ def opportunity_plan_next_action(
     opp = locked_editable(opportunity, actor, version=version)
     if opp.is_closed:
         raise SalesRuleError(_("Reopen a closed opportunity before planning on it."))
+    if at is None:
+        raise SalesRuleError(_("Say when the next action is due."), field="at")
     _check_length(note, "next_action_note")
     changes = set_fields(
         opp, {"status": Status.TODO, "next_action_at": at, "next_action_note": note}
@@ -358,6 +360,8 @@ def _close(
     if opp.is_closed:
         raise SalesRuleError(_("This opportunity is already closed; reopen it first."))
     closed_at = at or timezone.now()
+    if closed_at > timezone.now() + timedelta(minutes=5):
+        raise SalesRuleError(_("A closing date cannot be in the future."), field="closed_at")
     changes = set_fields(opp, {**values, "closed_at": closed_at, "next_action_at": None})
     save_changes(opp, list(changes))
     record(opp, actor, kind, changes=changes)
@@ -394,6 +398,8 @@ def opportunity_close_lost(
     opp = locked_editable(opportunity, actor, version=version)
     if reason is None:
         raise SalesRuleError(_("Say why it was lost: choose a reason."), field="reason")
+    if not reason.is_active:
+        raise SalesRuleError(_("This lost reason is no longer in use."), field="reason")
     values = {"status": Status.LOST, "lost_reason": reason, "lost_note": note.strip()}
     return _close(opp, actor, EventKind.LOST, values, closed_at)
 
