@@ -371,6 +371,12 @@ class Opportunity(models.Model):
             # Forecast of won opportunities by close date.
             models.Index(fields=["status", "closed_at"], name="opp_closed_idx"),
             models.Index(fields=["client", "status"], name="opp_client_idx"),
+            # Opportunity list, default order (newest first) and keyset pages.
+            models.Index(fields=["created_at", "id"], name="opp_created_idx"),
+            # A salesperson's own list, newest first.
+            models.Index(fields=["owner", "created_at"], name="opp_owner_created_idx"),
+            # Opportunity list sorted by amount.
+            models.Index(fields=["amount", "id"], name="opp_amount_idx"),
             models.Index(fields=["external_id"], name="opp_external_id_idx"),
         ]
 
