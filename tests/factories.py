@@ -105,7 +105,13 @@ class OpportunityFactory(factory.django.DjangoModelFactory):
     step = factory.LazyAttribute(lambda o: o.pipeline.steps.order_by("position").first())
     probability = factory.LazyAttribute(lambda o: o.step.probability)
     amount = 1000_00
-    next_action_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=1))
+    status = "todo"
+    # Open opportunities always have a next action; closed ones never do.
+    next_action_at = factory.LazyAttribute(
+        lambda o: (
+            None if o.status in ("won", "lost", "cancelled") else timezone.now() + timedelta(days=1)
+        )
+    )
 
 
 def activity_type(key: str) -> ActivityType:

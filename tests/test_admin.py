@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from opportuna.accounts.models import Account, Role, Team, User
+from opportuna.accounts.tokens import api_token_create
 from opportuna.core.admin import with_sqlite_dates
 from opportuna.sales import services
 from opportuna.sales.models import (
@@ -68,6 +69,7 @@ def account_data(admin_user):
     services.proposal_create(
         opportunity=opportunity, actor=admin_user, scope="Setup", lines=[{"product": product}]
     )
+    api_token_create(actor=admin_user, user=seller, name="Zapier")
     return opportunity
 
 

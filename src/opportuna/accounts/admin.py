@@ -10,11 +10,12 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from opportuna.accounts.models import Account, Role, Team, User
+from opportuna.accounts.models import Account, ApiToken, Role, Team, User
 from opportuna.accounts.services import (
     AccountRuleError,
     account_update,
@@ -24,7 +25,14 @@ from opportuna.accounts.services import (
     user_create,
     user_update,
 )
-from opportuna.core.admin import ServiceAdmin, changed_values, may_configure, stored
+from opportuna.accounts.tokens import api_token_revoke
+from opportuna.core.admin import (
+    ServiceAdmin,
+    StaffViewMixin,
+    changed_values,
+    may_configure,
+    stored,
+)
 
 # Roles decide who may do what; Django's groups would be a second, unused system beside them.
 admin.site.unregister(Group)
@@ -189,3 +197,47 @@ class AccountAdmin(AccountsServiceAdmin):
             currency=data["currency"],
             visibility=data["visibility"],
         )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(StaffViewMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Personal tokens are made by their owners (My account) or `create_token`; here admins
+    see them and revoke them. The hash is never shown."""
+
+    TOKEN_FIELDS = (
+        "prefix",
+        "user",
+        "name",
+        "read_only",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
+    list_display = TOKEN_FIELDS
+    list_filter = ("read_only", ("revoked_at", admin.EmptyFieldListFilter))
+    list_select_related = ("user",)
+    search_fields = ("prefix", "name", "user__username")
+    fields = TOKEN_FIELDS
+    readonly_fields = TOKEN_FIELDS
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return may_configure(request)
+
+    @admin.action(description=_("Revoke the selected tokens"), permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        with transaction.atomic():
+            tokens = list(queryset.select_related("user"))
+            for token in tokens:
+                api_token_revoke(actor=request.user, token=token)  # type: ignore[arg-type]
+        self.message_user(request, _("%(count)d token(s) revoked.") % {"count": len(tokens)})

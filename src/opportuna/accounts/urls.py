@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from opportuna.accounts import views
+from opportuna.accounts import views, views_tokens
 
 app_name = "accounts"
 
@@ -21,4 +21,11 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("language/", views.language, name="language"),
+]
+
+# My account: profile and personal API tokens.
+urlpatterns += [
+    path("me/", views_tokens.my_account, name="my_account"),
+    path("me/tokens/new/", views_tokens.token_new, name="token_create"),
+    path("me/tokens/<int:pk>/revoke/", views_tokens.token_revoke, name="token_revoke"),
 ]

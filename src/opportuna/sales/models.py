@@ -352,18 +352,26 @@ class Opportunity(models.Model):
                 | Q(next_action_at__isnull=False),
                 name="opportunity_open_has_next_action",
             ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[s.value for s in CLOSED_STATUSES])
+                | Q(next_action_at__isnull=True),
+                name="opportunity_closed_has_no_next_action",
+            ),
         ]
         indexes = [
             # To-do list: my open opportunities by next action time.
+            # The condition is "next action set" (true exactly for open ones) rather than
+            # a status list: SQLite only uses a partial index when the query repeats its
+            # condition literally, and Django sends status lists as parameters.
             models.Index(
                 fields=["owner", "next_action_at"],
-                condition=Q(status__in=["todo", "standby"]),
+                condition=Q(next_action_at__isnull=False),
                 name="opp_todo_idx",
             ),
             # Board: one column = open opportunities of a step, keyset by (next action, id).
             models.Index(
                 fields=["step", "next_action_at", "id"],
-                condition=Q(status__in=["todo", "standby"]),
+                condition=Q(next_action_at__isnull=False),
                 name="opp_board_idx",
             ),
             # Forecast of open opportunities by expected close date.
