@@ -18,6 +18,12 @@ EXPECTED_COMMANDS = [
     "makemessages",
     "migrate",
     "db_worker",
+    # The project's own commands.
+    "serve",
+    "demo",
+    "forecast",
+    "create_token",
+    "rebuild_search_index",
 ]
 
 
