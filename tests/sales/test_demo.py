@@ -280,3 +280,14 @@ def test_reset_replaces_the_demo_and_keeps_other_users():
 def test_too_few_opportunities_is_refused():
     with pytest.raises(CommandError, match="at least"):
         demo(opportunities=3)
+
+
+def test_the_bulk_loaded_opportunities_are_in_the_search_index():
+    from opportuna.sales.selectors.search import search_everything
+
+    demo(today=TODAY)
+    admin = User.objects.get(username="admin")
+    bulk_loaded = Opportunity.objects.order_by("-pk").first()  # written in bulk, not announced
+    word = max(bulk_loaded.title.split(), key=len)
+    found = search_everything(user=admin, text=word, limit=200)
+    assert bulk_loaded in found.titles + found.elsewhere
