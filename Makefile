@@ -33,8 +33,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Run from the package so LOCALE_PATHS (src/opportuna/locale) is where the catalogue goes;
+# the data folder stays the project's one instead of a stray src/opportuna/data.
 messages: $(STAMP)
-	cd src/opportuna && ../../$(BIN)/opportuna makemessages -l it --no-obsolete && ../../$(BIN)/opportuna compilemessages
+	cd src/opportuna && export OPPORTUNA_DATA_DIR="$${OPPORTUNA_DATA_DIR:-$(CURDIR)/data}" && \
+		../../$(BIN)/opportuna makemessages -l it --no-obsolete --ignore=migrations && \
+		../../$(BIN)/opportuna compilemessages
 
 clean:
 	rm -rf $(VENV)
