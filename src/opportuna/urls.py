@@ -10,5 +10,7 @@ urlpatterns = [
     path("accounts/", include("opportuna.accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("insights/", include("opportuna.insights.urls")),
+    path("integrations/", include("opportuna.integrations.urls")),
     path("", include("opportuna.sales.urls")),
 ]

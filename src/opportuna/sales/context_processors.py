@@ -12,6 +12,7 @@ NAVIGATION = [
     ("sales:opportunity_list", _("Opportunities")),
     ("sales:client_list", _("Clients")),
     ("insights:forecast", _("Forecast")),
+    ("insights:statistics", _("Statistics")),
     ("sales:settings", _("Settings")),
 ]
 

@@ -1,0 +1,1 @@
+"""Web views of insights, one module per screen; each module exports `urlpatterns`."""

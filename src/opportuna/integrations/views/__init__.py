@@ -1,0 +1,1 @@
+"""Web views of integrations; each module exports `urlpatterns`."""
