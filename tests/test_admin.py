@@ -45,8 +45,14 @@ def url(model, view, *args):
 
 
 @pytest.fixture
-def account_data(admin_user):
+def account_data(admin_user, settings):
     """At least one row of every registered model, written the way the app writes them."""
+    from opportuna.integrations.services import webhook_endpoint_create
+
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # port 9 of this machine: nothing is ever sent
+    webhook_endpoint_create(
+        actor=admin_user, url="http://127.0.0.1:9/hook", event_types=["comment.added"]
+    )
     team = TeamFactory()
     seller = UserFactory(team=team)
     product = ProductFactory()

@@ -19,9 +19,11 @@ from ninja import NinjaAPI
 from ninja.operation import Operation
 from ninja.security import APIKeyCookie, HttpBearer
 
+from opportuna.accounts.api import router as accounts_router
 from opportuna.accounts.models import User
 from opportuna.accounts.services import AccountRuleError
 from opportuna.accounts.tokens import api_token_authenticate
+from opportuna.insights.api import router as insights_router
 from opportuna.sales.api import router as sales_router
 from opportuna.sales.errors import ConflictError, SalesRuleError
 
@@ -71,10 +73,13 @@ api = OpportunaAPI(
     title="Opportuna API",
     version="1",
     description=(
-        "Opportunities, their pipelines and steps. Authenticate with a personal token "
-        "(`opportuna create_token --user NAME`) sent as `Authorization: Bearer <token>`. "
-        "Amounts are decimal strings in the account currency. Lists are keyset-paginated: "
-        "follow `next_cursor`. Updates need `If-Match` with the ETag of a read."
+        "Opportunities and what lives in them (contacts, comments, activities, proposals, "
+        "tags, the event log), client folders, pipelines, catalogues, people and the "
+        "forecast. Authenticate with a personal token (`opportuna create_token --user NAME`) "
+        "sent as `Authorization: Bearer <token>`. Amounts are decimal strings in the account "
+        "currency. Lists are keyset-paginated: follow `next_cursor`. Updates (PATCH) need "
+        "`If-Match` with the ETag of a read (428 without, 412 when stale). 404: unknown or "
+        "outside your view; 409: a sales rule; 422: a malformed request, with field details."
     ),
     urls_namespace="api",
     auth=[BearerTokenAuth(), SessionCsrfAuth()],
@@ -111,3 +116,5 @@ def _account_rule(request: HttpRequest, exc: AccountRuleError) -> HttpResponse:
 
 
 api.add_router("/", sales_router)
+api.add_router("/", accounts_router)
+api.add_router("/", insights_router)

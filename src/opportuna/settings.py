@@ -211,6 +211,10 @@ TASKS = {
     }
 }
 
+# Webhook URLs resolving to private, loopback or link-local addresses are refused unless this
+# is on (tests and a receiver on one's own machine; never in production).
+WEBHOOK_ALLOW_PRIVATE = env_bool("OPPORTUNA_WEBHOOK_ALLOW_PRIVATE")
+
 EMAIL_BACKEND = os.environ.get(
     "OPPORTUNA_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
 )
@@ -232,6 +236,10 @@ def env_int(name: str, default: int) -> int:
 
 
 EMAIL_PORT = env_int("OPPORTUNA_EMAIL_PORT", 25)
+# Links in emails (reminder digests) are absolute: they start with this address.
+OPPORTUNA_BASE_URL = os.environ.get("OPPORTUNA_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+if not OPPORTUNA_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("OPPORTUNA_BASE_URL must start with http:// or https://")
 
 LOG_LEVEL = os.environ.get("OPPORTUNA_LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

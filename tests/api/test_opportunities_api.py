@@ -583,7 +583,8 @@ def test_openapi_lists_every_operation_with_its_status_codes(client, db):
         for path, operations in paths.items()
         for method, operation in operations.items()
     }
-    assert found == DECLARED
+    # The other resources' operations are pinned in tests/api/test_openapi.py.
+    assert {key: found.get(key) for key in DECLARED} == DECLARED
     operation_ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
     assert len(set(operation_ids)) == len(operation_ids)
     assert "opportunity_list" in operation_ids

@@ -24,6 +24,12 @@ EXPECTED_COMMANDS = [
     "forecast",
     "create_token",
     "rebuild_search_index",
+    "import_opportunities",
+    "export_opportunities",
+    "backup",
+    "restore",
+    "send_reminders",
+    "worker",
 ]
 
 

@@ -468,5 +468,20 @@ def test_move_runs_constant_queries(client, cast, per_column, columns, django_as
 
 
 # session, user, the visible opportunity, the step, the service (savepoint, locked re-read,
-# update, event insert, release savepoint), the card, its tags, steps, account currency, totals
-MOVE_QUERIES = 14
+# update, event insert, subscribed webhook endpoints, release savepoint), the card, its tags,
+# steps, account currency, totals
+MOVE_QUERIES = 15
+
+
+def test_move_with_htmx_refreshes_the_board_summary(owner_client, cast, steps):
+    moved = card(cast, steps[0], amount=1000_00)
+    card(cast, steps[1], amount=500_00)
+    response = owner_client.post(move_url(moved), {"step": steps[2].pk}, **HTMX)
+    html = response.content.decode()
+    summary = html[html.index('id="board-summary"') :]
+    summary = summary[: summary.index("</p>")]
+    assert 'hx-swap-oob="true"' in summary
+    weighted = weighted_cents(1000_00, steps[2].probability) + weighted_cents(
+        500_00, steps[1].probability
+    )
+    assert money(weighted, "EUR") in summary

@@ -1,7 +1,7 @@
 """The opportunity list: filters, sortable columns, keyset pages and bulk actions."""
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.test import Client as Browser
@@ -371,3 +371,26 @@ def test_bulk_refuses_a_post_without_csrf_token(cast):
     response = browser.post(BULK, {"ids": [row.pk], "action": "tag", "tag": "x"})
     assert response.status_code == 403
     assert not row.tags.exists()
+
+
+def test_date_range_filters_narrow_by_expected_close_and_by_closing_day(client, cast):
+    march = opp(cast, title="March deal", expected_close_date=date(2026, 3, 15))
+    opp(cast, title="April deal", expected_close_date=date(2026, 4, 2))
+    undated = opp(cast, title="Someday deal", expected_close_date=None)
+    # Closed at 23:30 UTC on 31 March: already 1 April in the account's time zone (Rome).
+    late_march_utc = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
+    closed = opp(
+        cast,
+        title="Closed deal",
+        status=Status.WON,
+        won_amount=100,
+        closed_at=late_march_utc,
+    )
+    client.force_login(cast.owner)
+
+    spring = {"expected_close_from": "2026-03-01", "expected_close_to": "2026-03-31"}
+    assert listed(client.get(URL, spring)) == [march.pk]
+    assert listed(client.get(URL, {"expected_close": "none", "status": "open"})) == [undated.pk]
+    april = {"closed_from": "2026-04-01", "closed_to": "2026-04-30"}
+    assert listed(client.get(URL, april)) == [closed.pk]
+    assert listed(client.get(URL, {"closed_from": "2026-03-01", "closed_to": "2026-03-31"})) == []

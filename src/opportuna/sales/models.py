@@ -385,6 +385,8 @@ class Opportunity(models.Model):
             models.Index(fields=["owner", "created_at"], name="opp_owner_created_idx"),
             # Opportunity list sorted by amount.
             models.Index(fields=["amount", "id"], name="opp_amount_idx"),
+            # Pipeline as of a past date: "open now, or changed since D"; API sync filter.
+            models.Index(fields=["updated_at"], name="opp_updated_idx"),
             models.Index(fields=["external_id"], name="opp_external_id_idx"),
         ]
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core import signing
 from django.db.models import F, Q
+from django.utils import timezone
 
 from opportuna.accounts.models import Team, User
 from opportuna.accounts.selectors import users_managed_by
@@ -55,6 +56,16 @@ class ListFilters:
     status: str = ""
     pipeline: int | None = None
     step: int | None = None
+    # Date ranges (inclusive, the account's days), e.g. from a forecast cell's drill-down.
+    expected_close_from: date | None = None
+    expected_close_to: date | None = None
+    undated: bool = False  # only those without an expected close date
+    closed_from: date | None = None
+    closed_to: date | None = None
+
+
+def _day_start(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 @dataclass
@@ -125,6 +136,16 @@ def _filtered(user: User, filters: ListFilters) -> OpportunityQuerySet:
         queryset = queryset.filter(status__in=CLOSED_STATUSES)
     elif filters.status in Status.values:
         queryset = queryset.filter(status=filters.status)
+    if filters.expected_close_from is not None:
+        queryset = queryset.filter(expected_close_date__gte=filters.expected_close_from)
+    if filters.expected_close_to is not None:
+        queryset = queryset.filter(expected_close_date__lte=filters.expected_close_to)
+    if filters.undated:
+        queryset = queryset.filter(expected_close_date__isnull=True)
+    if filters.closed_from is not None:
+        queryset = queryset.filter(closed_at__gte=_day_start(filters.closed_from))
+    if filters.closed_to is not None:
+        queryset = queryset.filter(closed_at__lt=_day_start(filters.closed_to + timedelta(days=1)))
     match = opportunity_match_q(filters.text)
     if match is not None:
         queryset = queryset.filter(match)

@@ -33,6 +33,7 @@ from opportuna.sales.services.config import (
     step_update,
     tag_save,
 )
+from opportuna.sales.services.imports import client_import_batch, opportunity_import_batch
 from opportuna.sales.services.opportunities import (
     opportunity_cancel,
     opportunity_close_lost,
@@ -61,6 +62,7 @@ __all__ = [
     "activity_plan",
     "activity_type_save",
     "client_create",
+    "client_import_batch",
     "client_merge",
     "client_update",
     "comment_add",
@@ -79,6 +81,7 @@ __all__ = [
     "opportunity_close_won",
     "opportunity_create",
     "opportunity_duplicate",
+    "opportunity_import_batch",
     "opportunity_move",
     "opportunity_plan_next_action",
     "opportunity_reopen",

@@ -228,6 +228,11 @@ def _move_response(
     context["columns"] = [
         Column(step, totals.get(step.pk, EMPTY_TOTALS), Page([], None), "") for step in steps
     ]
+    context["grand"] = ColumnTotals(
+        sum(c.totals.count for c in context["columns"]),
+        sum(c.totals.amount for c in context["columns"]),
+        sum(c.totals.weighted for c in context["columns"]),
+    )
     context["moved"] = True
     response = render(request, "sales/board.html#moved", context)
     response["HX-Trigger"] = "opportunityMoved"

@@ -60,6 +60,27 @@ class FilterForm(forms.Form):
     product = forms.TypedChoiceField(label=gettext_lazy("Product"), coerce=int, required=False)
     client = forms.IntegerField(widget=forms.HiddenInput, required=False)
     mine = forms.BooleanField(label=gettext_lazy("Only mine"), required=False)
+    expected_close_from = forms.DateField(
+        label=gettext_lazy("Expected close from"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    expected_close_to = forms.DateField(
+        label=gettext_lazy("Expected close to"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    closed_from = forms.DateField(
+        label=gettext_lazy("Closed from"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    closed_to = forms.DateField(
+        label=gettext_lazy("Closed to"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    expected_close = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, data: QueryDict, *, choices: ListChoices) -> None:
         super().__init__(data)
@@ -99,6 +120,11 @@ class FilterForm(forms.Form):
             status=data.get("status") or "",
             pipeline=pick("pipeline"),
             step=pick("step"),
+            expected_close_from=pick("expected_close_from"),
+            expected_close_to=pick("expected_close_to"),
+            undated=data.get("expected_close") == "none",
+            closed_from=pick("closed_from"),
+            closed_to=pick("closed_to"),
         )
 
 

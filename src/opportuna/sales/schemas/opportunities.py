@@ -1,8 +1,4 @@
-"""What the sales API reads and writes, field by field (never `fields="__all__"`).
-
-Amounts travel as decimal strings in account-currency units ("1234.56") and are exact integer
-cents inside; references to other objects are integer ids; tags are names.
-"""
+"""Opportunities, their contacts and pipelines: what the API shows and takes."""
 
 from __future__ import annotations
 
@@ -11,26 +7,36 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from opportuna.accounts.schemas import (
+    InSchema,
+)
 from opportuna.core.money import from_cents
-from opportuna.sales.models import Contact, Opportunity, Pipeline, Status, Step
+from opportuna.sales.models import (
+    Contact,
+    Opportunity,
+    Pipeline,
+    Status,
+    Step,
+)
+from opportuna.sales.schemas._types import (
+    Day,
+    Email,
+    ExternalId,
+    Id,
+    LongText,
+    Moment,
+    Money,
+    NotBlank,
+    Probability,
+    ShortText,
+    Title,
+    money_or_none,
+)
 
-# Input money: a decimal number (JSON string or number) with at most two decimals.
-Money = Annotated[Decimal, Field(ge=0, max_digits=17, decimal_places=2, examples=["1234.56"])]
-Title = Annotated[str, Field(min_length=1, max_length=200)]
-Probability = Annotated[int, Field(ge=0, le=100)]
-ShortText = Annotated[str, Field(max_length=200)]
-ExternalId = Annotated[str, Field(max_length=100)]
-
-
-class InSchema(Schema):
-    # A misspelt field is an error, not silently ignored.
-    model_config = ConfigDict(extra="forbid")
-
-
-# Out -------------------------------------------------------------------------------------
+# Out: opportunities --------------------------------------------------------------------
 
 
 class ContactOut(Schema):
@@ -45,6 +51,15 @@ class ContactOut(Schema):
         return obj.pk
 
 
+class ContactDetailOut(ContactOut):
+    opportunity: int
+    position: int = Field(description="0 is the main contact.")
+
+    @staticmethod
+    def resolve_opportunity(obj: Contact) -> int:
+        return obj.opportunity_id
+
+
 class OpportunityOut(Schema):
     id: int
     version: int = Field(description='The ETag is W/"<version>"; send it back in If-Match.')
@@ -55,8 +70,15 @@ class OpportunityOut(Schema):
     step: int
     status: Status
     amount: Decimal = Field(examples=["1234.56"])
+    weighted_amount: Decimal = Field(
+        examples=["864.20"],
+        description="Open: amount x probability / 100; won: the won amount; else 0.",
+    )
     won_amount: Decimal | None = Field(examples=["1200.00"])
     probability: int
+    probability_is_manual: bool = Field(
+        description="Set by hand; when false it follows the step's default."
+    )
     product: int | None
     expected_close_date: date | None
     next_action_at: datetime | None
@@ -110,8 +132,12 @@ class OpportunityOut(Schema):
         return from_cents(obj.amount)
 
     @staticmethod
+    def resolve_weighted_amount(obj: Opportunity) -> Decimal:
+        return from_cents(obj.weighted_amount)
+
+    @staticmethod
     def resolve_won_amount(obj: Opportunity) -> Decimal | None:
-        return None if obj.won_amount is None else from_cents(obj.won_amount)
+        return money_or_none(obj.won_amount)
 
     @staticmethod
     def resolve_tags(obj: Opportunity) -> list[str]:
@@ -158,15 +184,6 @@ class PipelineOut(Schema):
         return list(obj.steps.all())
 
 
-class ErrorOut(Schema):
-    detail: str
-
-
-class RuleErrorOut(Schema):
-    detail: str
-    field: str | None = Field(None, description="The input field the rule is about, if any.")
-
-
 class ConflictOut(Schema):
     detail: str
     current_version: int | None = Field(
@@ -174,46 +191,58 @@ class ConflictOut(Schema):
     )
 
 
-class ValidationErrorItem(Schema):
-    type: str
-    loc: list[str | int]
-    msg: str
-
-
-class ValidationErrorOut(Schema):
-    detail: list[ValidationErrorItem]
-
-
-# In --------------------------------------------------------------------------------------
+# In: opportunities -----------------------------------------------------------------------
 
 
 class ContactIn(InSchema):
-    name: Annotated[str, Field(min_length=1, max_length=150)]
+    name: Annotated[str, Field(min_length=1, max_length=150, pattern=NotBlank)]
     role: Annotated[str, Field(max_length=100)] = ""
-    email: Annotated[str, Field(max_length=254)] = ""
+    email: Email = ""
     phone: Annotated[str, Field(max_length=40)] = ""
+
+
+class ContactPatch(InSchema):
+    name: (
+        Annotated[str, Field(min_length=1, max_length=150, pattern=NotBlank)] | SkipJsonSchema[None]
+    ) = None
+    role: Annotated[str, Field(max_length=100)] | SkipJsonSchema[None] = None
+    email: Email | SkipJsonSchema[None] = None
+    phone: Annotated[str, Field(max_length=40)] | SkipJsonSchema[None] = None
+
+    @field_validator("name", "role", "email", "phone")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+
+class ContactOrderIn(InSchema):
+    contacts: list[Id] = Field(
+        max_length=1000, description="Every contact id of the opportunity, main one first."
+    )
 
 
 class OpportunityIn(InSchema):
     title: Title
-    pipeline: int
-    step: int | None = Field(None, description="Defaults to the pipeline's first step.")
-    owner: int | None = Field(None, description="Defaults to the caller.")
-    client: int | None = None
+    pipeline: Id
+    step: Id | None = Field(None, description="Defaults to the pipeline's first step.")
+    owner: Id | None = Field(None, description="Defaults to the caller.")
+    client: Id | None = None
     amount: Money = Decimal(0)
     probability: Probability | None = Field(
         None, description="Set by hand; by default it follows the step."
     )
-    product: int | None = None
-    expected_close_date: date | None = None
-    next_action_at: datetime | None = Field(None, description="Defaults to now.")
+    product: Id | None = None
+    expected_close_date: Day | None = None
+    next_action_at: Moment | None = Field(None, description="Defaults to now.")
     next_action_note: ShortText = ""
-    description: str = ""
+    description: LongText = ""
     fields: dict[str, str] = Field(default_factory=dict)
-    tags: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
-        default_factory=list, description="Tag names; unknown ones are created."
+    tags: list[Annotated[str, Field(min_length=1, max_length=60, pattern=NotBlank)]] = Field(
+        default_factory=list, max_length=100, description="Tag names; unknown ones are created."
     )
-    contacts: list[ContactIn] = Field(default_factory=list)
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=100)
     external_id: ExternalId = ""
 
 
@@ -223,13 +252,13 @@ NOT_NULL = ("title", "owner", "amount", "next_action_note", "description", "fiel
 
 class OpportunityPatch(InSchema):
     title: Title | SkipJsonSchema[None] = None
-    client: int | None = None
-    owner: int | SkipJsonSchema[None] = None
+    client: Id | None = None
+    owner: Id | SkipJsonSchema[None] = None
     amount: Money | SkipJsonSchema[None] = None
-    product: int | None = None
-    expected_close_date: date | None = None
+    product: Id | None = None
+    expected_close_date: Day | None = None
     next_action_note: ShortText | SkipJsonSchema[None] = None
-    description: str | SkipJsonSchema[None] = None
+    description: LongText | SkipJsonSchema[None] = None
     fields: dict[str, str] | SkipJsonSchema[None] = None
     external_id: ExternalId | SkipJsonSchema[None] = None
 
@@ -242,7 +271,7 @@ class OpportunityPatch(InSchema):
 
 
 class MoveIn(InSchema):
-    step: int
+    step: Id
 
 
 class CloseWonIn(InSchema):
@@ -250,21 +279,41 @@ class CloseWonIn(InSchema):
 
 
 class CloseLostIn(InSchema):
-    reason: int = Field(description="A lost reason id: required.")
-    note: str = ""
+    reason: Id = Field(description="A lost reason id: required.")
+    note: LongText = ""
 
 
 class CancelIn(InSchema):
-    note: str = ""
+    note: LongText = ""
 
 
 class ReopenIn(InSchema):
-    next_action_at: datetime | None = Field(None, description="Defaults to now.")
+    next_action_at: Moment | None = Field(None, description="Defaults to now.")
 
 
 class DuplicateIn(InSchema):
     title: Title
-    expected_close_date: date | None = None
-    next_action_at: datetime | None = Field(None, description="Defaults to now.")
+    expected_close_date: Day | None = None
+    next_action_at: Moment | None = Field(None, description="Defaults to now.")
     amount: Money | None = Field(None, description="Defaults to the source's amount.")
-    owner: int | None = Field(None, description="Defaults to the caller.")
+    owner: Id | None = Field(None, description="Defaults to the caller.")
+
+
+class ProbabilityIn(InSchema):
+    probability: Probability | None = Field(
+        description="0 to 100, kept until changed again; null follows the step's default again."
+    )
+
+
+class NextActionIn(InSchema):
+    at: Moment = Field(description="When the next action is due.")
+    note: ShortText = ""
+
+
+class StandbyIn(InSchema):
+    until: Day = Field(description="A future date: it comes back to the to-do list that morning.")
+    note: ShortText = ""
+
+
+class TagIn(InSchema):
+    name: Annotated[str, Field(min_length=1, max_length=60, pattern=NotBlank)]

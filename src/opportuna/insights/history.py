@@ -1,0 +1,366 @@
+"""The pipeline as it was on a past date, rebuilt from the event log, and forecast-versus-actual.
+
+Every change of an opportunity's status, step, probability, amount or expected close date is
+an event whose `changes` hold [before, after]. So its value at an instant is the "before" of
+the first change after that instant, or, when nothing changed since, its value today: one
+correlated subquery per field, evaluated by the database (`value_as_of`). An opportunity
+belongs to the pipeline at an instant when it existed (created by then) and was open then.
+Times are the events' times: a closing recorded on the 10th with a close date of the 3rd
+was still open in the pipeline as it looked on the 5th.
+
+Owner and team filters, and who may see what, are today's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from statistics import median
+from typing import Any
+
+from django.db import models
+from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, NullIf
+from django.utils import timezone
+
+from opportuna.accounts.models import User
+from opportuna.insights.analysis import InsightFilters
+from opportuna.insights.periods import (
+    DatePeriodKey,
+    add_months,
+    datetime_period_key,
+    local_day_range,
+    local_midnight,
+    period_key,
+)
+from opportuna.sales.models import (
+    OPEN_STATUSES,
+    Opportunity,
+    OpportunityEvent,
+    OpportunityQuerySet,
+    Status,
+    Step,
+)
+from opportuna.sales.selectors import visible_opportunities
+
+# The fields the pipeline needs, as the event log names them, and their column types.
+AS_OF_FIELDS: dict[str, models.Field[Any, Any]] = {
+    "status": models.CharField(),
+    "step": models.IntegerField(),
+    "probability": models.IntegerField(),
+    "amount": models.BigIntegerField(),
+    "expected_close_date": models.DateField(),
+}
+MAX_MONTHS = 36
+
+
+# Every service saves the opportunity (stamping `updated_at`) before it records the change,
+# in the same transaction, so no tracked change is later than `updated_at` by more than the
+# moment between the two. An opportunity not updated since `at` (less this slack) still has
+# the values it had then, and the event log need not be read for it.
+SLACK = timedelta(seconds=1)
+
+
+def value_as_of(field: str, at: datetime) -> Any:
+    """The outer opportunity's `field` as it was at `at`, as an SQL expression.
+
+    The "before" of its first change after `at`, else its current value; opportunities not
+    updated since `at` skip the lookup (see SLACK). Values travel as text so a JSON null (no
+    expected close date then) stays distinct from "no later change".
+    """
+    output = AS_OF_FIELDS[field]
+    column = Opportunity._meta.get_field(field).attname  # type: ignore[union-attr]
+    first_change_after = (
+        OpportunityEvent.objects.filter(opportunity=OuterRef("pk"), at__gt=at)
+        .filter(changes__has_key=field)
+        # By time alone, so the (opportunity, at) index hands the rows over in order and the
+        # first match ends the scan; the services never change a field twice in one instant.
+        .order_by("at")
+        .annotate(
+            before=Coalesce(KT(f"changes__{field}__0"), Value(""), output_field=models.TextField())
+        )
+        .values("before")[:1]
+    )
+    as_text = NullIf(
+        Coalesce(
+            Subquery(first_change_after, output_field=models.TextField()),
+            Cast(F(column), models.TextField()),
+            output_field=models.TextField(),
+        ),
+        Value(""),
+        output_field=models.TextField(),
+    )
+    rebuilt = as_text if isinstance(output, models.CharField) else Cast(as_text, output)
+    return Case(
+        When(updated_at__lte=at - SLACK, then=F(column)),
+        default=rebuilt,
+        output_field=output,
+    )
+
+
+def opportunities_as_of(
+    *, user: User, at: datetime, filters: InsightFilters | None = None
+) -> OpportunityQuerySet:
+    """The opportunities `user` may see that existed at `at`, annotated with what they were:
+    `status_then`, `step_then`, `probability_then`, `amount_then`, `expected_close_date_then`
+    and `weighted_then` (amount x probability / 100, rounded half-up like the forecast)."""
+    queryset = visible_opportunities(user).filter(created_at__lte=at).order_by()
+    if filters is not None:
+        queryset = filters.narrow(queryset)
+    return queryset.annotate(
+        **{f"{name}_then": value_as_of(name, at) for name in AS_OF_FIELDS}
+    ).annotate(
+        weighted_then=(F("amount_then") * F("probability_then") + 50) / 100,
+    )
+
+
+def pipeline_as_of(
+    *, user: User, at: datetime, filters: InsightFilters | None = None
+) -> OpportunityQuerySet:
+    """The pipeline at `at`: the opportunities of `opportunities_as_of` that were open then."""
+    return (
+        opportunities_as_of(user=user, at=at, filters=filters)
+        # Closed now and not updated since: closed then too. Cheap, and spares the log.
+        .filter(Q(status__in=OPEN_STATUSES) | Q(updated_at__gt=at - SLACK))
+        .filter(status_then__in=OPEN_STATUSES)
+    )
+
+
+# The pipeline on a date, next to today's ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepTotals:
+    count: int = 0
+    amount: int = 0
+    weighted: int = 0
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    step: Step | None  # None: a step deleted since (its id only in the log)
+    step_id: int
+    then: StepTotals
+    now: StepTotals
+
+    @property
+    def label(self) -> str:
+        if self.step is None:
+            return f"#{self.step_id}"
+        return f"{self.step.pipeline.name} / {self.step.name}"
+
+
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    at: datetime
+    rows: list[SnapshotRow]
+    then: StepTotals
+    now: StepTotals
+
+
+def _totals(values: Mapping[str, Any]) -> StepTotals:
+    return StepTotals(
+        count=int(values["opp_count"]),
+        amount=int(values["amount_sum"]),
+        weighted=int(values["weighted_sum"]),
+    )
+
+
+def _sum_totals(rows: list[StepTotals]) -> StepTotals:
+    return StepTotals(
+        sum(r.count for r in rows), sum(r.amount for r in rows), sum(r.weighted for r in rows)
+    )
+
+
+def pipeline_snapshot(*, user: User, at: datetime, filters: InsightFilters) -> PipelineSnapshot:
+    """Open opportunities per step at `at` and today (count, amount, weighted); 3 queries."""
+    steps = {
+        s.pk: s
+        for s in Step.objects.select_related("pipeline").order_by(
+            "pipeline__position", "pipeline__name", "position", "pk"
+        )
+    }
+    then = {
+        row["step_then"]: _totals(row)
+        for row in pipeline_as_of(user=user, at=at, filters=filters)
+        .values("step_then")
+        .annotate(
+            opp_count=Count("pk"),
+            amount_sum=Sum("amount_then", default=0),
+            weighted_sum=Sum("weighted_then", default=0),
+        )
+    }
+    now = {
+        row["step_id"]: _totals(row)
+        for row in filters.narrow(visible_opportunities(user).open())
+        .with_weighted_amount()
+        .order_by()
+        .values("step_id")
+        .annotate(
+            opp_count=Count("pk"),
+            amount_sum=Sum("amount", default=0),
+            weighted_sum=Sum("weighted", default=0),
+        )
+    }
+    order = list(steps)
+    order += sorted((set(then) | set(now)) - set(steps))
+    rows = [
+        SnapshotRow(steps.get(pk), pk, then.get(pk, StepTotals()), now.get(pk, StepTotals()))
+        for pk in order
+        if pk in then or pk in now
+    ]
+    return PipelineSnapshot(
+        at, rows, _sum_totals([r.then for r in rows]), _sum_totals([r.now for r in rows])
+    )
+
+
+# Forecast versus actual -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonthAccuracy:
+    """One month: what the forecast said at its first instant, and what was won in it.
+
+    `forecast` is the weighted amount of the opportunities open then whose expected close date
+    (then) fell in the month; `won` is today's won amount of those closed in the month. Cents.
+    """
+
+    key: str
+    first_day: date
+    open_count: int
+    open_amount: int
+    forecast: int
+    won_count: int
+    won: int
+    in_progress: bool
+
+    @property
+    def difference(self) -> int:
+        return self.won - self.forecast
+
+    @property
+    def ratio(self) -> float | None:
+        """Won over forecast (1.0 = spot on); None when nothing was forecast."""
+        return self.won / self.forecast if self.forecast else None
+
+
+@dataclass(frozen=True)
+class ForecastAccuracy:
+    months: list[MonthAccuracy]  # oldest first; the last is the current month, in progress
+    expected_now: int  # the current month: won so far + weighted open now, in cents
+
+    @property
+    def complete(self) -> list[MonthAccuracy]:
+        return [m for m in self.months if not m.in_progress]
+
+    @property
+    def median_error(self) -> float | None:
+        """Median of |won - forecast| / forecast over the complete months with a forecast."""
+        errors = [abs(m.won - m.forecast) / m.forecast for m in self.complete if m.forecast]
+        return median(errors) if errors else None
+
+    @property
+    def within_20(self) -> int:
+        """Complete months whose won amount came within 20% of the forecast."""
+        return sum(
+            1 for m in self.complete if m.forecast and abs(m.won - m.forecast) <= m.forecast / 5
+        )
+
+    @property
+    def overall_ratio(self) -> float | None:
+        forecast = sum(m.forecast for m in self.complete)
+        return sum(m.won for m in self.complete) / forecast if forecast else None
+
+
+def forecast_accuracy(
+    *, user: User, filters: InsightFilters, months: int = 12, today: date | None = None
+) -> ForecastAccuracy:
+    """The last `months` complete months and the current one: forecast at each month's start
+    against the amount won in it. Three queries, whatever the number of months.
+
+    (1) one UNION ALL of a per-month aggregate over the pipeline as of the month's first
+    instant; (2) won per month; (3) the current month's open weighted amount now.
+    """
+    if not 1 <= months <= MAX_MONTHS:
+        raise ValueError(f"months must be between 1 and {MAX_MONTHS}")
+    today = today or timezone.localdate()
+    current = today.replace(day=1)
+    firsts = [add_months(current, -back) for back in range(months, -1, -1)]
+    branches = []
+    for first in firsts:
+        at = local_midnight(first)
+        key = period_key(first, "month")
+        branches.append(
+            opportunities_as_of(user=user, at=at, filters=filters)
+            .filter(Q(status__in=OPEN_STATUSES) | Q(updated_at__gt=at - SLACK))
+            # The month first: one lookup per opportunity, and the status only for the few
+            # expected to close in it.
+            .annotate(closing_month=DatePeriodKey("expected_close_date_then", period="month"))
+            .filter(closing_month=key)
+            .filter(status_then__in=OPEN_STATUSES)
+            .annotate(month=Value(key, output_field=models.CharField()))
+            .values("month")
+            .annotate(
+                opp_count=Count("pk"),
+                amount_sum=Sum("amount_then", default=0),
+                weighted_sum=Sum("weighted_then", default=0),
+            )
+            .order_by()
+        )
+    union = branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
+    said = {row["month"]: row for row in union}
+
+    end = add_months(current, 1) - timedelta(days=1)
+    first_instant, after_end = local_day_range(firsts[0], end)
+    won = {
+        row["bucket"]: row
+        for row in filters.narrow(visible_opportunities(user))
+        .filter(status=Status.WON, closed_at__gte=first_instant, closed_at__lt=after_end)
+        .annotate(bucket=datetime_period_key("closed_at", period="month", start=firsts[0], end=end))
+        .values("bucket")
+        .annotate(won_count=Count("pk"), won_sum=Sum("won_amount", default=0))
+        .order_by()
+    }
+    open_now = (
+        filters.narrow(visible_opportunities(user))
+        .open()
+        .filter(expected_close_date__gte=current, expected_close_date__lte=end)
+        .with_weighted_amount()
+        .aggregate(open_weighted=Sum("weighted", default=0))
+    )
+    rows = []
+    for first in firsts:
+        key = period_key(first, "month")
+        said_row: Mapping[str, Any] = said.get(key) or {}
+        won_row: Mapping[str, Any] = won.get(key) or {}
+        rows.append(
+            MonthAccuracy(
+                key=key,
+                first_day=first,
+                open_count=int(said_row.get("opp_count") or 0),
+                open_amount=int(said_row.get("amount_sum") or 0),
+                forecast=int(said_row.get("weighted_sum") or 0),
+                won_count=int(won_row.get("won_count") or 0),
+                won=int(won_row.get("won_sum") or 0),
+                in_progress=first == current,
+            )
+        )
+    return ForecastAccuracy(rows, rows[-1].won + int(open_now["open_weighted"]))
+
+
+__all__ = [
+    "AS_OF_FIELDS",
+    "MAX_MONTHS",
+    "ForecastAccuracy",
+    "MonthAccuracy",
+    "PipelineSnapshot",
+    "SnapshotRow",
+    "StepTotals",
+    "forecast_accuracy",
+    "opportunities_as_of",
+    "pipeline_as_of",
+    "pipeline_snapshot",
+    "value_as_of",
+]

@@ -1,0 +1,127 @@
+"""Insights keep little of their own: the sales targets the forecast is compared with."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from opportuna.accounts.models import Team
+
+
+class PeriodKind(models.TextChoices):
+    MONTH = "month", _("Month")
+    QUARTER = "quarter", _("Quarter")
+    YEAR = "year", _("Year")
+
+
+_KEY_PATTERNS = {
+    PeriodKind.MONTH: re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$"),
+    PeriodKind.QUARTER: re.compile(r"^(\d{4})-Q([1-4])$"),
+    PeriodKind.YEAR: re.compile(r"^(\d{4})$"),
+}
+
+
+def parse_period_key(key: str) -> tuple[str, date]:
+    """The kind and first day of a period key ("2026-11", "2026-Q4", "2026"); ValueError else."""
+    for kind, pattern in _KEY_PATTERNS.items():
+        found = pattern.match(key or "")
+        if found:
+            year = int(found.group(1))
+            if year < 1:
+                break
+            if kind == PeriodKind.MONTH:
+                return kind.value, date(year, int(found.group(2)), 1)
+            if kind == PeriodKind.QUARTER:
+                return kind.value, date(year, (int(found.group(2)) - 1) * 3 + 1, 1)
+            return kind.value, date(year, 1, 1)
+    raise ValueError(f"not a period key (2026-11, 2026-Q4 or 2026): {key!r}")
+
+
+class TargetQuerySet(models.QuerySet["Target"]):
+    def for_periods(self, keys: list[str]) -> TargetQuerySet:
+        return self.filter(period_key__in=keys)
+
+
+class Target(models.Model):
+    """How much should be won in one period by a team, a user, or (neither) the company."""
+
+    period_kind = models.CharField(_("period"), max_length=7, choices=PeriodKind.choices)
+    period_key = models.CharField(
+        _("period key"), max_length=7, help_text=_("2026-11, 2026-Q4 or 2026.")
+    )
+    team = models.ForeignKey(
+        Team,
+        verbose_name=_("team"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    amount = models.BigIntegerField(_("target (cents)"))
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("set by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = TargetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["period_key", "pk"]
+        verbose_name = _("target")
+        verbose_name_plural = _("targets")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(team__isnull=True) | Q(user__isnull=True),
+                name="target_team_or_user",
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="target_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(period_kind__in=PeriodKind.values), name="target_period_kind_valid"
+            ),
+            # One target per period and subject. NULLs never collide in a unique index, so
+            # each subject (company, team, user) has its own partial constraint.
+            models.UniqueConstraint(
+                fields=["period_key"],
+                condition=Q(team__isnull=True, user__isnull=True),
+                name="target_unique_company",
+            ),
+            models.UniqueConstraint(
+                fields=["period_key", "team"],
+                condition=Q(team__isnull=False),
+                name="target_unique_team",
+            ),
+            models.UniqueConstraint(
+                fields=["period_key", "user"],
+                condition=Q(user__isnull=False),
+                name="target_unique_user",
+            ),
+        ]
+        indexes = [
+            # Forecast page: the targets of the shown periods (`for_periods`).
+            models.Index(fields=["period_key"], name="target_period_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period_key}: {self.amount}"
+
+    @property
+    def is_company(self) -> bool:
+        return self.team_id is None and self.user_id is None

@@ -1,0 +1,1124 @@
+"""Reads for the statistics pages, computed by the database.
+
+Every function starts from `visible_opportunities(user)` narrowed by `StatisticsFilters`, and
+runs a fixed number of queries whatever the data size. Money is integer cents.
+
+Dates follow the account's time zone (settings.TIME_ZONE) as the forecast does: a day range
+becomes [first instant, first instant after) there, and datetimes are bucketed into periods and
+weeks by comparing with each bucket's first instant, computed here with zoneinfo (see
+`insights.periods`), so the SQL is the same on SQLite and PostgreSQL and exact across daylight
+saving changes.
+
+- Win rates look at opportunities *closed* in the range: win rate = won / (won + lost), by count
+  and by value (won amount against the expected amount of the lost ones). Cancelled ones (the
+  client dropped the project, nobody won it) count in neither and are shown apart. The sales
+  cycle is closed_at - created_at in days; its median and quartiles are computed by the
+  database (`percentile_cont` on PostgreSQL; ranks from window functions on SQLite, with the
+  same linear interpolation).
+- The step funnel follows the opportunities *created* in the range through the event log: a
+  "created" event enters its `data.step`, a "moved" event enters `changes.step[1]`, and each
+  entry lasts until the opportunity's next move or close (LEAD over its events). A reopened
+  opportunity re-enters no step until it moves again.
+- Lost reasons look at opportunities lost in the range; the activity report at activities done
+  in the range (by whoever did them, on the opportunities the filters keep); "rotting" at open
+  opportunities now, whatever the range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, cast, get_args
+
+from django.db import NotSupportedError, connections, models
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    F,
+    FloatField,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, RowNumber
+from django.db.models.sql.compiler import SQLCompiler
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from opportuna.accounts.models import Team, User
+from opportuna.accounts.selectors import users_managed_by
+from opportuna.insights.periods import (
+    Period,
+    add_months,
+    datetime_period_key,
+    local_day_range,
+    local_midnight,
+    period_start,
+    periods_between,
+)
+from opportuna.sales.models import (
+    OPEN_STATUSES,
+    Activity,
+    ActivityType,
+    EventKind,
+    Opportunity,
+    OpportunityEvent,
+    OpportunityQuerySet,
+    Pipeline,
+    Product,
+    Status,
+    Step,
+)
+from opportuna.sales.selectors import visible_opportunities
+
+# An open opportunity on a step without its own limit rots after this many days idle.
+DEFAULT_ROT_DAYS = 30
+# How many rotting opportunities each owner's list shows (the count covers them all).
+ROTTING_LISTED = 10
+# A longer range is cut to this many months, ending on the chosen end date.
+MAX_RANGE_MONTHS = 120
+# Dates outside these are taken for typing mistakes.
+EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)
+
+StatisticsBy = Literal["owner", "team", "product", "pipeline", "month", "quarter", "year"]
+BY_CHOICES: tuple[StatisticsBy, ...] = get_args(StatisticsBy)
+LostBy = Literal["month", "quarter", "owner", "product"]
+LOST_BY_CHOICES: tuple[LostBy, ...] = get_args(LostBy)
+
+_WON = Q(status=Status.WON)
+_LOST = Q(status=Status.LOST)
+_CANCELLED = Q(status=Status.CANCELLED)
+
+
+# Filters --------------------------------------------------------------------------------
+
+
+def default_range(today: date) -> tuple[date, date]:
+    """The last 12 months: the current month and the 11 before it, up to today."""
+    return period_start(add_months(today, -11), "month"), today
+
+
+@dataclass(frozen=True)
+class StatisticsFilters:
+    """What narrows every statistics page; every field travels in the URL."""
+
+    start: date
+    end: date
+    pipeline: int | None = None
+    owner: int | None = None
+    team: int | None = None
+    product: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise ValueError("start must not be after end")
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], *, today: date) -> StatisticsFilters:
+        """Read the filters from a query string; a malformed value falls back to its default.
+
+        Dates given the wrong way round are swapped, dates outside EARLIEST..LATEST ignored,
+        and a range longer than MAX_RANGE_MONTHS is cut to end at the chosen end date.
+        """
+
+        def number(name: str) -> int | None:
+            raw = (query.get(name) or "").strip()
+            return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+        def day(name: str, default: date) -> date:
+            try:
+                chosen = date.fromisoformat((query.get(name) or "").strip())
+            except ValueError:
+                return default
+            return chosen if EARLIEST <= chosen <= LATEST else default
+
+        default_start, default_end = default_range(today)
+        start, end = day("start", default_start), day("end", default_end)
+        start, end = min(start, end), max(start, end)
+        start = max(start, add_months(end, -MAX_RANGE_MONTHS))
+        return cls(
+            start=start,
+            end=end,
+            pipeline=number("pipeline"),
+            owner=number("owner"),
+            team=number("team"),
+            product=number("product"),
+        )
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as query-string values (the dates always, the rest when set)."""
+        return {
+            name: value.isoformat() if isinstance(value, date) else str(value)
+            for name, value in asdict(self).items()
+            if value is not None
+        }
+
+    def apply(self, queryset: OpportunityQuerySet) -> OpportunityQuerySet:
+        """Narrow by pipeline, owner, team and product (not by date: each page picks its own)."""
+        if self.pipeline is not None:
+            queryset = queryset.filter(pipeline_id=self.pipeline)
+        if self.owner is not None:
+            queryset = queryset.filter(owner_id=self.owner)
+        if self.team is not None:
+            queryset = queryset.filter(owner__team_id=self.team)
+        if self.product is not None:
+            queryset = queryset.filter(product_id=self.product)
+        return queryset
+
+    def day_range(self) -> tuple[datetime, datetime]:
+        """[first instant of start, first instant after end) in the account's time zone."""
+        return local_day_range(self.start, self.end)
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    pipelines: list[Pipeline]
+    owners: list[User]
+    teams: list[Team]
+    products: list[Product]
+
+
+def statistics_filter_choices(*, user: User) -> FilterChoices:
+    """What the filter selects offer `user`: pipelines, products, and the people and teams they
+    may look at. Four small queries (three for a salesperson, who picks no team)."""
+    if user.is_admin or user.is_manager:
+        owners = users_managed_by(user)
+    elif user.team_id:
+        owners = User.objects.filter(Q(pk=user.pk) | Q(team_id=user.team_id))
+    else:
+        owners = User.objects.filter(pk=user.pk)
+    teams: list[Team] = []
+    if user.is_admin:
+        teams = list(Team.objects.order_by("name"))
+    elif user.is_manager:
+        teams = list(Team.objects.filter(managers=user).order_by("name"))
+    return FilterChoices(
+        pipelines=list(Pipeline.objects.order_by("-is_active", "position", "name", "pk")),
+        owners=list(owners.order_by("-is_active", "first_name", "last_name", "username")),
+        teams=teams,
+        products=list(Product.objects.order_by("-is_active", "name")),
+    )
+
+
+# SQL helpers ----------------------------------------------------------------------------
+
+
+class DaysBetween(Func):
+    """(end - start) in days, with the fraction, computed by the database."""
+
+    arity = 2
+    output_field = FloatField()
+
+    def as_sql(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
+        raise NotSupportedError(
+            f"statistics are written for SQLite and PostgreSQL, not {connection.vendor}"
+        )
+
+    def as_sqlite(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
+        end, end_params = compiler.compile(self.source_expressions[0])
+        start, start_params = compiler.compile(self.source_expressions[1])
+        return f"(julianday({end}) - julianday({start}))", (*end_params, *start_params)
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
+        end, end_params = compiler.compile(self.source_expressions[0])
+        start, start_params = compiler.compile(self.source_expressions[1])
+        seconds = f"CAST(EXTRACT(EPOCH FROM (({end}) - ({start}))) AS double precision)"
+        return f"({seconds} / 86400.0)", (*end_params, *start_params)
+
+
+def week_key(field_name: str, *, start: date, end: date) -> Any:
+    """The Monday (ISO date) of the week a datetime column falls in, in the account's time zone.
+
+    Only meaningful on rows whose `field_name` lies within `local_day_range(start, end)`. The
+    weeks are found by halving (nested CASEs), so a row costs about log2(weeks) comparisons.
+    """
+    mondays = weeks_between(start, end)
+    zone = timezone.get_default_timezone()
+
+    def pick(first: int, last: int) -> Any:
+        if first == last:
+            return Value(str(mondays[first]), output_field=CharField())
+        middle = (first + last + 1) // 2
+        before = Q(**{f"{field_name}__lt": local_midnight(mondays[middle], zone)})
+        return Case(
+            When(before, then=pick(first, middle - 1)),
+            default=pick(middle, last),
+            output_field=CharField(),
+        )
+
+    return pick(0, len(mondays) - 1)
+
+
+def weeks_between(start: date, end: date) -> list[date]:
+    """The Monday of every week that overlaps the days start..end, in order."""
+    monday = start - timedelta(days=start.weekday())
+    mondays = []
+    while monday <= end:
+        mondays.append(monday)
+        monday += timedelta(days=7)
+    return mondays
+
+
+def _run(template: str, source: QuerySet[Any]) -> list[tuple[Any, ...]]:
+    """Run `template` with `{source}` replaced by the compiled `source` query (and its
+    parameters); the template itself takes no parameters."""
+    if template.count("{source}") != 1 or "%" in template:
+        raise ValueError("a template holds {source} once and no parameters")
+    sql, params = source.query.sql_with_params()
+    with connections[source.db].cursor() as cursor:
+        cursor.execute(template.replace("{source}", sql), params)
+        return list(cursor.fetchall())
+
+
+@dataclass(frozen=True)
+class Quantiles:
+    """How many values, and their quartiles (continuous: interpolated between ranks)."""
+
+    count: int
+    p25: float
+    median: float
+    p75: float
+
+
+_PROBABILITIES = (0.25, 0.5, 0.75)
+
+
+def _quantile_select(level: int, keys: Sequence[str], group: Sequence[str], vendor: str) -> str:
+    """One SELECT of `_quantiles`: quartiles of `val` in `t` per `group` (all rows if empty)."""
+    columns = ", ".join(name if name in group else "NULL" for name in keys)
+    group_by = f" GROUP BY {', '.join(group)}" if group else ""
+    if vendor == "postgresql":
+        quartiles = ", ".join(
+            f"percentile_cont({p}) WITHIN GROUP (ORDER BY val)" for p in _PROBABILITIES
+        )
+        return f"SELECT {level}, {columns}, COUNT(*), {quartiles} FROM t{group_by}"  # noqa: S608 - see _quantiles
+    over = f"PARTITION BY {', '.join(group)}" if group else ""
+    quartiles = ", ".join(
+        f"SUM(val * MAX(0.0, 1.0 - ABS(i - (n - 1) * {p})))" for p in _PROBABILITIES
+    )
+    # i: the rank of val from 0, n: how many values, both within the group.
+    ranks = f"ROW_NUMBER() OVER ({over} ORDER BY val) - 1 AS i, COUNT(*) OVER ({over}) AS n"
+    ranked = f"SELECT *, {ranks} FROM t"  # noqa: S608 - see _quantiles
+    return f"SELECT {level}, {columns}, COUNT(*), {quartiles} FROM ({ranked}) r{group_by}"  # noqa: S608 - see _quantiles
+
+
+def _quantiles(
+    source: QuerySet[Any],
+    *,
+    keys: Sequence[str],
+    total_by: Sequence[str] | None = None,
+    rows: str = "SELECT * FROM ({source}) s",
+) -> tuple[dict[tuple[Any, ...], Quantiles], dict[tuple[Any, ...], Quantiles]]:
+    """Quartiles of the column `val` of `source` (a `.values()` query, or what the SQL `rows`
+    makes of it) per `keys`, and, when `total_by` (a part of `keys`) is given, per `total_by`
+    over all rows; one query.
+
+    Rows whose `val` is NULL are left out. PostgreSQL has `percentile_cont`; SQLite gets the
+    same number from ranks: with n values sorted and indexed from 0, the quantile p is the sum
+    of value_i * max(0, 1 - |i - (n - 1) * p|), i.e. the two neighbours of rank (n - 1) * p
+    weighted by how close they are to it. The SQL is built from `keys` (column names of
+    `source`, checked to be plain identifiers) and constants only, never from user input.
+    """
+    vendor = connections[source.db].vendor
+    if vendor not in ("postgresql", "sqlite"):
+        raise NotSupportedError("statistics are written for SQLite and PostgreSQL")
+    if not all(name.isidentifier() for name in keys):
+        raise ValueError("keys are column names")
+    selects = [_quantile_select(0, keys, keys, vendor)]
+    if total_by is not None:
+        selects.append(_quantile_select(1, keys, total_by, vendor))
+    template = (
+        f"WITH t AS (SELECT {', '.join(keys)}, val FROM ({rows}) r WHERE val IS NOT NULL) "  # noqa: S608
+        + " UNION ALL ".join(selects)
+    )
+    by_keys: dict[tuple[Any, ...], Quantiles] = {}
+    by_total: dict[tuple[Any, ...], Quantiles] = {}
+    for level, *values, count, p25, median, p75 in _run(template, source):
+        if not count:
+            continue  # the total of no rows at all
+        if level == 0:
+            by_keys[tuple(values)] = Quantiles(int(count), p25, median, p75)
+        else:
+            chosen = tuple(v for name, v in zip(keys, values, strict=True) if name in total_by)
+            by_total[chosen] = Quantiles(int(count), p25, median, p75)
+    return by_keys, by_total
+
+
+def person(first_name: str, last_name: str, username: str) -> str:
+    """A user's name as `User.__str__` shows it, from values()."""
+    return f"{first_name} {last_name}".strip() or username
+
+
+def _percent(part: int, whole: int) -> float | None:
+    """part / whole in percent; None when there is no whole."""
+    return 100 * part / whole if whole else None
+
+
+def _average_cents(total: int, count: int) -> int | None:
+    """total / count in whole cents, rounded half-up (cents are never negative here)."""
+    return (2 * total + count) // (2 * count) if count else None
+
+
+# Win rate, deal size and sales cycle ----------------------------------------------------
+
+_BY_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "owner": ("owner_id", ("owner__first_name", "owner__last_name", "owner__username")),
+    "team": ("owner__team_id", ("owner__team__name",)),
+    "product": ("product_id", ("product__name",)),
+    "pipeline": ("pipeline_id", ("pipeline__name",)),
+}
+
+
+@dataclass(frozen=True)
+class WinRateRow:
+    """One group (or the total) of closed opportunities; money in cents, cycle in days."""
+
+    key: Any  # owner/team/product/pipeline id, period key, or None (no team/product, total)
+    label: str
+    won: int
+    lost: int
+    cancelled: int
+    won_value: int  # won amounts
+    lost_value: int  # expected amounts of the lost ones
+    cancelled_value: int
+    cycle_won: Quantiles | None
+    cycle_lost: Quantiles | None
+
+    @property
+    def decided(self) -> int:
+        return self.won + self.lost
+
+    @property
+    def win_rate(self) -> float | None:
+        """Won / (won + lost) by count, in percent; None when nothing was decided."""
+        return _percent(self.won, self.won + self.lost)
+
+    @property
+    def value_win_rate(self) -> float | None:
+        """Won value / (won value + lost value), in percent; None when both are zero."""
+        return _percent(self.won_value, self.won_value + self.lost_value)
+
+    @property
+    def average_won(self) -> int | None:
+        """Average won deal size in cents, rounded half-up."""
+        return _average_cents(self.won_value, self.won)
+
+
+@dataclass(frozen=True)
+class WinRates:
+    by: StatisticsBy
+    rows: list[WinRateRow]
+    total: WinRateRow
+
+
+def _closed_in_range(*, user: User, filters: StatisticsFilters) -> OpportunityQuerySet:
+    first_instant, after_end = filters.day_range()
+    return (
+        filters.apply(visible_opportunities(user))
+        .filter(
+            status__in=(Status.WON, Status.LOST, Status.CANCELLED),
+            closed_at__gte=first_instant,
+            closed_at__lt=after_end,
+        )
+        .order_by()
+    )
+
+
+def _group_expression(by: str, filters: StatisticsFilters, field_name: str) -> Any:
+    """What rows are grouped on: a column, or the period key of `field_name`."""
+    if by in _BY_COLUMNS:
+        return F(_BY_COLUMNS[by][0])
+    period = cast(Period, by)
+    return datetime_period_key(field_name, period=period, start=filters.start, end=filters.end)
+
+
+def _by_label(by: str, values: Mapping[str, Any]) -> str:
+    if by == "owner":
+        return person(
+            values["owner__first_name"], values["owner__last_name"], values["owner__username"]
+        )
+    if by == "team":
+        return values["owner__team__name"] or gettext("(no team)")
+    if by == "product":
+        return values["product__name"] or gettext("(no product)")
+    if by == "pipeline":
+        return values["pipeline__name"]
+    return str(values["grp"])
+
+
+def win_rates(*, user: User, filters: StatisticsFilters, by: StatisticsBy) -> WinRates:
+    """Win rate, deal size and sales cycle of the opportunities closed in the range, per
+    owner, team, product, pipeline or period, with the total; two queries."""
+    if by not in BY_CHOICES:
+        raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}; got {by!r}")
+    closed = _closed_in_range(user=user, filters=filters)
+    labels = _BY_COLUMNS[by][1] if by in _BY_COLUMNS else ()
+    counts = (
+        closed.annotate(grp=_group_expression(by, filters, "closed_at"))
+        .values("grp", *labels)
+        .annotate(
+            n_won=Count("pk", filter=_WON),
+            n_lost=Count("pk", filter=_LOST),
+            n_cancelled=Count("pk", filter=_CANCELLED),
+            won_sum=Sum("won_amount", filter=_WON, default=0),
+            lost_sum=Sum("amount", filter=_LOST, default=0),
+            cancelled_sum=Sum("amount", filter=_CANCELLED, default=0),
+        )
+    )
+    cycles = (
+        closed.filter(status__in=(Status.WON, Status.LOST))
+        .annotate(
+            grp=_group_expression(by, filters, "closed_at"),
+            outcome=F("status"),
+            val=DaysBetween(F("closed_at"), F("created_at")),
+        )
+        .values("grp", "outcome", "val")
+    )
+    by_group, by_outcome = _quantiles(cycles, keys=("grp", "outcome"), total_by=("outcome",))
+
+    rows = [
+        WinRateRow(
+            key=values["grp"],
+            label=_by_label(by, values),
+            won=values["n_won"],
+            lost=values["n_lost"],
+            cancelled=values["n_cancelled"],
+            won_value=int(values["won_sum"]),
+            lost_value=int(values["lost_sum"]),
+            cancelled_value=int(values["cancelled_sum"]),
+            cycle_won=by_group.get((values["grp"], Status.WON.value)),
+            cycle_lost=by_group.get((values["grp"], Status.LOST.value)),
+        )
+        for values in counts
+    ]
+    if by in _BY_COLUMNS:
+        rows.sort(key=lambda row: (row.key is None, row.label.casefold(), row.key or 0))
+    else:
+        # Every period of the range, the empty ones too, so a trend has no holes.
+        found = {row.key: row for row in rows}
+        rows = [
+            found.get(key) or _empty_win_row(key)
+            for key, _first in periods_between(filters.start, filters.end, cast(Period, by))
+        ]
+    total = WinRateRow(
+        key=None,
+        label=gettext("Total"),
+        won=sum(row.won for row in rows),
+        lost=sum(row.lost for row in rows),
+        cancelled=sum(row.cancelled for row in rows),
+        won_value=sum(row.won_value for row in rows),
+        lost_value=sum(row.lost_value for row in rows),
+        cancelled_value=sum(row.cancelled_value for row in rows),
+        cycle_won=by_outcome.get((Status.WON.value,)),
+        cycle_lost=by_outcome.get((Status.LOST.value,)),
+    )
+    return WinRates(by=by, rows=rows, total=total)
+
+
+def _empty_win_row(key: str) -> WinRateRow:
+    return WinRateRow(key, key, 0, 0, 0, 0, 0, 0, None, None)
+
+
+# Step funnel and time in step -----------------------------------------------------------
+
+_CLOSING_KINDS = (EventKind.WON, EventKind.LOST, EventKind.CANCELLED)
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """What became of the opportunities that entered one step; times in days."""
+
+    step: Step
+    entered: int  # opportunities that entered it at least once
+    forward: int  # ... left it for a later step of the pipeline
+    back: int  # ... left it for an earlier step
+    won: int  # ... were won while on it
+    lost: int
+    cancelled: int
+    current: int  # open and on it now
+    stay: Quantiles | None  # completed stays: from entering to the next move or close
+    waiting: Quantiles | None  # stays still going on: from entering to now
+    longest_stay: bool = False  # the longest median stay of its pipeline
+    most_lost: bool = False  # the most losses of its pipeline
+
+    @property
+    def advanced(self) -> int:
+        return self.forward + self.won
+
+    @property
+    def advance_rate(self) -> float | None:
+        """Percent of the entered opportunities that moved on to a later step or were won."""
+        return _percent(self.advanced, self.entered)
+
+
+@dataclass(frozen=True)
+class FunnelPipeline:
+    pipeline: Pipeline
+    steps: list[FunnelStep]
+
+    @property
+    def cohort(self) -> int:
+        """The most opportunities any step had: what the funnel's bars are drawn against."""
+        return max((step.entered for step in self.steps), default=0)
+
+
+def _step_events(*, user: User, filters: StatisticsFilters, now: datetime) -> QuerySet[Any]:
+    """The step entries and closes of the opportunities created in the range: per event its
+    opportunity (with its step and whether it is open now), the step it enters (NULL for a
+    close), and its time, also in days, as `_STEPS_SQL` reads them."""
+    first_instant, after_end = filters.day_range()
+    cohort = filters.apply(visible_opportunities(user)).filter(
+        created_at__gte=first_instant, created_at__lt=after_end
+    )
+    entered = Case(
+        When(kind=EventKind.CREATED, then=Cast(KT("data__step"), models.BigIntegerField())),
+        When(kind=EventKind.MOVED, then=Cast(KT("changes__step__1"), models.BigIntegerField())),
+        default=Value(None),
+        output_field=models.BigIntegerField(),
+    )
+    epoch = Value(datetime(2000, 1, 1, tzinfo=UTC), models.DateTimeField())
+    return (
+        OpportunityEvent.objects.filter(opportunity__in=cohort.order_by().values("pk"))
+        .filter(
+            Q(kind=EventKind.CREATED)
+            | Q(kind=EventKind.MOVED, changes__has_key="step")
+            | Q(kind__in=_CLOSING_KINDS)
+        )
+        .annotate(
+            opp=F("opportunity_id"),
+            event_id=F("pk"),
+            event_at=F("at"),
+            event_kind=F("kind"),
+            step_in=entered,
+            # Days since a fixed instant: differences of these are stays, in plain SQL.
+            day=DaysBetween(F("at"), epoch),
+            age=DaysBetween(Value(now, models.DateTimeField()), F("at")),
+            cur_step=F("opportunity__step_id"),
+            cur_open=Case(
+                When(opportunity__status__in=OPEN_STATUSES, then=Value(1)), default=Value(0)
+            ),
+        )
+        .values(
+            "opp",
+            "event_id",
+            "event_at",
+            "event_kind",
+            "step_in",
+            "day",
+            "age",
+            "cur_step",
+            "cur_open",
+        )
+        .order_by()
+    )
+
+
+# Each event with what came next on its opportunity: LEAD over its events in time order.
+_STEPS_SQL = (
+    "SELECT e.*, LEAD(e.event_kind) OVER w AS next_kind, LEAD(e.step_in) OVER w AS next_step, "
+    "LEAD(e.day) OVER w - e.day AS stay "
+    "FROM ({source}) e WINDOW w AS (PARTITION BY e.opp ORDER BY e.event_at, e.event_id)"
+)
+
+
+def _funnel_counts(events: QuerySet[Any]) -> dict[int, tuple[int, ...]]:
+    """Per entered step: entered, forward, back, won, lost, cancelled, current; one query.
+
+    Each count is of opportunities, not entries: the inner GROUP BY makes one row per step
+    and opportunity with a 0/1 flag per way of leaving, which the outer one sums (cheaper
+    than a COUNT(DISTINCT) per column).
+    """
+    step_table = connections[events.db].ops.quote_name(Step._meta.db_table)
+    forward = (
+        "(nxt.position > here.position OR (nxt.position = here.position AND nxt.id > here.id))"
+    )
+
+    def flag(condition: str) -> str:
+        return f"MAX(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+
+    def left_by(kind: str, condition: str = "") -> str:
+        assert kind.isidentifier()  # an EventKind value, written into the SQL
+        return flag(f"s.next_kind = '{kind}'{condition}")
+
+    flags = [
+        left_by(EventKind.MOVED, f" AND {forward}"),
+        left_by(EventKind.MOVED, f" AND NOT {forward}"),
+        left_by(EventKind.WON),
+        left_by(EventKind.LOST),
+        left_by(EventKind.CANCELLED),
+        flag("s.cur_open = 1 AND s.cur_step = s.step_in"),
+    ]
+    per_opportunity = (
+        f"SELECT s.step_in, {', '.join(f'{f} AS f{i}' for i, f in enumerate(flags))} "  # noqa: S608 - constants only
+        f"FROM ({_STEPS_SQL}) s "
+        f"JOIN {step_table} here ON here.id = s.step_in "
+        f"LEFT JOIN {step_table} nxt ON nxt.id = s.next_step "
+        "GROUP BY s.step_in, s.opp"
+    )
+    sums = ", ".join(f"SUM(f{i})" for i in range(len(flags)))
+    template = f"SELECT step_in, COUNT(*), {sums} FROM ({per_opportunity}) g GROUP BY step_in"  # noqa: S608
+    return {row[0]: tuple(int(n) for n in row[1:]) for row in _run(template, events)}
+
+
+# Per step entry: a finished stay (to the next move or close), or, while the opportunity is
+# open and still on that step, the wait so far ("waiting").
+_STAYS_SQL = (
+    "SELECT s.step_in, "  # noqa: S608 - constants only
+    "CASE WHEN s.next_kind IS NULL THEN 'waiting' ELSE 'stay' END AS part, "
+    "CASE WHEN s.next_kind IS NOT NULL THEN s.stay "
+    "WHEN s.cur_open = 1 AND s.cur_step = s.step_in THEN s.age END AS val "
+    f"FROM ({_STEPS_SQL}) s WHERE s.step_in IS NOT NULL"
+)
+
+
+def step_funnel(
+    *, user: User, filters: StatisticsFilters, now: datetime | None = None
+) -> list[FunnelPipeline]:
+    """Per pipeline and step, what became of the opportunities created in the range that
+    entered it, and how long they stayed; three queries (steps, counts, times)."""
+    now = now or timezone.now()
+    steps = Step.objects.select_related("pipeline").order_by(
+        "pipeline__position", "pipeline__name", "pipeline_id", "position", "pk"
+    )
+    if filters.pipeline is not None:
+        steps = steps.filter(pipeline_id=filters.pipeline)
+    events = _step_events(user=user, filters=filters, now=now)
+    counts = _funnel_counts(events)
+    times, _none = _quantiles(events, keys=("step_in", "part"), rows=_STAYS_SQL)
+
+    pipelines: dict[int, FunnelPipeline] = {}
+    for step in steps:
+        entered, forward, back, won, lost, cancelled, current = counts.get(step.pk, (0,) * 7)
+        funnel = pipelines.setdefault(step.pipeline_id, FunnelPipeline(step.pipeline, []))
+        funnel.steps.append(
+            FunnelStep(
+                step=step,
+                entered=entered,
+                forward=forward,
+                back=back,
+                won=won,
+                lost=lost,
+                cancelled=cancelled,
+                current=current,
+                stay=times.get((step.pk, "stay")),
+                waiting=times.get((step.pk, "waiting")),
+            )
+        )
+    found = [_mark_stalls(funnel) for funnel in pipelines.values()]
+    # An inactive pipeline nobody entered in the range says nothing.
+    return [f for f in found if f.pipeline.is_active or any(s.entered for s in f.steps)]
+
+
+def _mark_stalls(funnel: FunnelPipeline) -> FunnelPipeline:
+    """Flag the step with the longest median stay and the one that loses the most deals."""
+    stays = [s.stay.median for s in funnel.steps if s.stay is not None]
+    longest = max(stays, default=None)
+    most_lost = max((s.lost for s in funnel.steps), default=0)
+    steps = [
+        replace(
+            step,
+            longest_stay=step.stay is not None and step.stay.median == longest,
+            most_lost=most_lost > 0 and step.lost == most_lost,
+        )
+        for step in funnel.steps
+    ]
+    return FunnelPipeline(funnel.pipeline, steps)
+
+
+# Lost reasons ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LostReasonRow:
+    reason_id: int | None
+    name: str
+    count: int
+    value: int  # expected amounts, cents
+    count_share: float | None = None  # percent
+    value_share: float | None = None  # percent
+
+
+@dataclass(frozen=True)
+class LostReasons:
+    rows: list[LostReasonRow]
+    count: int
+    value: int
+
+
+def _lost_in_range(*, user: User, filters: StatisticsFilters) -> OpportunityQuerySet:
+    return _closed_in_range(user=user, filters=filters).filter(status=Status.LOST)
+
+
+def lost_reasons(*, user: User, filters: StatisticsFilters) -> LostReasons:
+    """Why the opportunities lost in the range were lost: count and value per reason, with
+    their shares, most frequent first; one query."""
+    grouped = (
+        _lost_in_range(user=user, filters=filters)
+        .values("lost_reason_id", "lost_reason__name")
+        .annotate(n=Count("pk"), value_sum=Sum("amount", default=0))
+    )
+    found = [
+        (row["lost_reason_id"], row["lost_reason__name"] or "", row["n"], int(row["value_sum"]))
+        for row in grouped
+    ]
+    count = sum(row[2] for row in found)
+    value = sum(row[3] for row in found)
+    rows = [
+        LostReasonRow(pk, name, n, v, _percent(n, count), _percent(v, value))
+        for pk, name, n, v in sorted(found, key=lambda r: (-r[2], -r[3], r[1].casefold()))
+    ]
+    return LostReasons(rows=rows, count=count, value=value)
+
+
+@dataclass(frozen=True)
+class LostColumn:
+    key: Any
+    label: str
+    count: int = 0
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class LostCell:
+    count: int
+    value: int
+    share: float | None  # percent of the column's count
+
+
+@dataclass(frozen=True)
+class LostMatrix:
+    """Lost reasons (rows) against periods, owners or products (columns)."""
+
+    by: LostBy
+    columns: list[LostColumn]
+    reasons: list[tuple[int | None, str]]
+    cells: dict[tuple[int | None, Any], LostCell] = field(default_factory=dict)
+
+    def row(self, reason_id: int | None) -> list[LostCell | None]:
+        return [self.cells.get((reason_id, column.key)) for column in self.columns]
+
+    @property
+    def table(self) -> list[tuple[str, list[LostCell | None]]]:
+        """(reason name, one cell or None per column), for templates."""
+        return [(name, self.row(pk)) for pk, name in self.reasons]
+
+
+def lost_reason_matrix(*, user: User, filters: StatisticsFilters, by: LostBy) -> LostMatrix:
+    """Lost reasons per period (the trend), owner or product, counts and values; one query."""
+    if by not in LOST_BY_CHOICES:
+        raise ValueError(f"by must be one of {', '.join(LOST_BY_CHOICES)}; got {by!r}")
+    labels = _BY_COLUMNS[by][1] if by in _BY_COLUMNS else ()
+    grouped = (
+        _lost_in_range(user=user, filters=filters)
+        .annotate(grp=_group_expression(by, filters, "closed_at"))
+        .values("grp", *labels, "lost_reason_id", "lost_reason__name")
+        .annotate(n=Count("pk"), value_sum=Sum("amount", default=0))
+    )
+    columns: dict[Any, LostColumn] = {}
+    if by in ("month", "quarter"):
+        for key, _first in periods_between(filters.start, filters.end, cast(Period, by)):
+            columns[key] = LostColumn(key, key)
+    reasons: dict[int | None, tuple[str, int]] = {}
+    counts: dict[tuple[int | None, Any], tuple[int, int]] = {}
+    for row in grouped:
+        key, reason = row["grp"], row["lost_reason_id"]
+        column = columns.get(key) or LostColumn(key, _by_label(by, row))
+        n, value = row["n"], int(row["value_sum"])
+        columns[key] = LostColumn(key, column.label, column.count + n, column.value + value)
+        name, seen = reasons.get(reason, (row["lost_reason__name"] or "", 0))
+        reasons[reason] = (name, seen + n)
+        counts[(reason, key)] = (n, value)
+    ordered = list(columns.values())
+    if by not in ("month", "quarter"):
+        ordered.sort(key=lambda c: (c.key is None, c.label.casefold(), c.key or 0))
+    cells = {
+        (reason, key): LostCell(n, value, _percent(n, columns[key].count))
+        for (reason, key), (n, value) in counts.items()
+    }
+    by_count = sorted(reasons.items(), key=lambda item: (-item[1][1], item[1][0].casefold()))
+    return LostMatrix(
+        by=by,
+        columns=ordered,
+        reasons=[(pk, name) for pk, (name, _n) in by_count],
+        cells=cells,
+    )
+
+
+# Activity report ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActivityWeek:
+    monday: date
+    counts: list[int]  # per activity type, in the report's type order
+    total: int
+
+
+@dataclass(frozen=True)
+class ActivityPerson:
+    user_id: int
+    name: str
+    counts: list[int]  # per activity type over the range
+    total: int
+    weeks: list[ActivityWeek]  # every week of the range, the empty ones too
+
+    @property
+    def per_week(self) -> float:
+        return self.total / len(self.weeks) if self.weeks else 0.0
+
+    @property
+    def busiest_week(self) -> int:
+        return max((week.total for week in self.weeks), default=0)
+
+
+@dataclass(frozen=True)
+class ActivityReport:
+    types: list[ActivityType]
+    people: list[ActivityPerson]
+    counts: list[int]  # per type, everybody
+    total: int
+    weeks: int
+
+
+def activity_types() -> list[ActivityType]:
+    """The report's columns: every activity type, in its order (inactive ones last)."""
+    return list(ActivityType.objects.order_by("-is_active", "position", "name", "pk"))
+
+
+def _activities_of(*, user: User, filters: StatisticsFilters) -> QuerySet[Activity]:
+    opportunities = filters.apply(visible_opportunities(user)).order_by().values("pk")
+    return Activity.objects.filter(opportunity__in=opportunities).order_by()
+
+
+def activity_report(
+    *, user: User, filters: StatisticsFilters, types: Sequence[ActivityType]
+) -> ActivityReport:
+    """Activities done in the range per salesperson (who did them), week and type, on the
+    opportunities `user` sees that the filters keep; one query."""
+    first_instant, after_end = filters.day_range()
+    grouped = (
+        _activities_of(user=user, filters=filters)
+        .filter(done_at__gte=first_instant, done_at__lt=after_end)
+        .annotate(week=week_key("done_at", start=filters.start, end=filters.end))
+        .values("user_id", "user__first_name", "user__last_name", "user__username", "week")
+        .annotate(type_key=F("type_id"), n=Count("pk"))
+    )
+    mondays = weeks_between(filters.start, filters.end)
+    column = {activity_type.pk: index for index, activity_type in enumerate(types)}
+    names: dict[int, str] = {}
+    cells: dict[tuple[int, str], list[int]] = {}
+    for row in grouped:
+        names[row["user_id"]] = person(
+            row["user__first_name"], row["user__last_name"], row["user__username"]
+        )
+        counts = cells.setdefault((row["user_id"], row["week"]), [0] * len(types))
+        if row["type_key"] in column:  # a type created since `types` was read waits a reload
+            counts[column[row["type_key"]]] += row["n"]
+    people = []
+    for user_id, name in sorted(names.items(), key=lambda item: (item[1].casefold(), item[0])):
+        weeks = [
+            ActivityWeek(monday, counts, sum(counts))
+            for monday in mondays
+            for counts in [cells.get((user_id, str(monday)), [0] * len(types))]
+        ]
+        totals = [sum(week.counts[i] for week in weeks) for i in range(len(types))]
+        people.append(ActivityPerson(user_id, name, totals, sum(totals), weeks))
+    counts = [sum(p.counts[i] for p in people) for i in range(len(types))]
+    return ActivityReport(
+        types=list(types), people=people, counts=counts, total=sum(counts), weeks=len(mondays)
+    )
+
+
+@dataclass(frozen=True)
+class ActivitiesPerOutcome:
+    """Done activities per won deal and per lost deal (closed in the range), by type."""
+
+    types: list[ActivityType]
+    won_deals: int
+    lost_deals: int
+    won_counts: list[int]  # activities on won deals, per type
+    lost_counts: list[int]
+
+    @staticmethod
+    def _per(counts: list[int], deals: int) -> list[float | None]:
+        return [n / deals if deals else None for n in counts]
+
+    @property
+    def per_won(self) -> list[float | None]:
+        return self._per(self.won_counts, self.won_deals)
+
+    @property
+    def per_lost(self) -> list[float | None]:
+        return self._per(self.lost_counts, self.lost_deals)
+
+    @property
+    def total_per_won(self) -> float | None:
+        return sum(self.won_counts) / self.won_deals if self.won_deals else None
+
+    @property
+    def total_per_lost(self) -> float | None:
+        return sum(self.lost_counts) / self.lost_deals if self.lost_deals else None
+
+    @property
+    def rows(self) -> list[tuple[ActivityType, float | None, float | None]]:
+        return list(zip(self.types, self.per_won, self.per_lost, strict=True))
+
+
+def activities_per_outcome(
+    *, user: User, filters: StatisticsFilters, types: Sequence[ActivityType]
+) -> ActivitiesPerOutcome:
+    """How many activities, by type, were done before closing on each deal won or lost in the
+    range; two queries (the deals, the activities)."""
+    closed = _closed_in_range(user=user, filters=filters).filter(
+        status__in=(Status.WON, Status.LOST)
+    )
+    deals = closed.aggregate(
+        won_deals=Count("pk", filter=_WON), lost_deals=Count("pk", filter=_LOST)
+    )
+    grouped = (
+        Activity.objects.filter(
+            opportunity__in=closed.values("pk"),
+            done_at__isnull=False,
+            done_at__lte=F("opportunity__closed_at"),
+        )
+        .order_by()
+        .values("opportunity__status", "type_id")
+        .annotate(n=Count("pk"))
+    )
+    column = {activity_type.pk: index for index, activity_type in enumerate(types)}
+    won, lost = [0] * len(types), [0] * len(types)
+    for row in grouped:
+        if row["type_id"] in column:
+            target = won if row["opportunity__status"] == Status.WON else lost
+            target[column[row["type_id"]]] += row["n"]
+    return ActivitiesPerOutcome(
+        types=list(types),
+        won_deals=deals["won_deals"],
+        lost_deals=deals["lost_deals"],
+        won_counts=won,
+        lost_counts=lost,
+    )
+
+
+# Rotting deals --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RottingOwner:
+    owner_id: int
+    name: str
+    count: int
+    amount: int  # cents
+    listed: list[Opportunity]  # the longest idle first (annotated idle_days, last_activity)
+
+
+def _rotting(*, user: User, filters: StatisticsFilters, now: datetime) -> OpportunityQuerySet:
+    last_done = (
+        Activity.objects.filter(opportunity=OuterRef("pk"), done_at__isnull=False)
+        .order_by("-done_at")
+        .values("done_at")[:1]
+    )
+    return (
+        filters.apply(visible_opportunities(user))
+        .filter(status__in=OPEN_STATUSES)
+        .annotate(last_activity=Subquery(last_done))
+        .annotate(
+            idle_days=DaysBetween(
+                Value(now, models.DateTimeField()), Coalesce("last_activity", "created_at")
+            ),
+            rot_limit=Coalesce("step__rot_days", Value(DEFAULT_ROT_DAYS)),
+        )
+        .filter(idle_days__gt=F("rot_limit"))
+        .order_by()
+    )
+
+
+def rotting_deals(
+    *,
+    user: User,
+    filters: StatisticsFilters,
+    now: datetime | None = None,
+    listed: int | None = ROTTING_LISTED,
+) -> list[RottingOwner]:
+    """Open opportunities with no activity done for longer than their step allows
+    (`Step.rot_days`, else DEFAULT_ROT_DAYS; counted from creation if none was ever done),
+    per owner: how many, their amount, and the `listed` longest idle (None: all of them);
+    two queries."""
+    now = now or timezone.now()
+    rotting = _rotting(user=user, filters=filters, now=now)
+    summary = rotting.values(
+        "owner_id", "owner__first_name", "owner__last_name", "owner__username"
+    ).annotate(n=Count("pk"), amount_sum=Sum("amount", default=0))
+    ranked = rotting.select_related("client", "step", "pipeline").annotate(
+        rank=Window(
+            RowNumber(), partition_by=[F("owner_id")], order_by=[F("idle_days").desc(), F("pk")]
+        )
+    )
+    if listed is not None:
+        ranked = ranked.filter(rank__lte=listed)
+    found: dict[int, list[Opportunity]] = {}
+    for opportunity in ranked.order_by("owner_id", "rank"):
+        found.setdefault(opportunity.owner_id, []).append(opportunity)
+    owners = [
+        RottingOwner(
+            owner_id=row["owner_id"],
+            name=person(row["owner__first_name"], row["owner__last_name"], row["owner__username"]),
+            count=row["n"],
+            amount=int(row["amount_sum"]),
+            listed=found.get(row["owner_id"], []),
+        )
+        for row in summary
+    ]
+    return sorted(owners, key=lambda o: (-o.count, o.name.casefold(), o.owner_id))
+
+
+__all__ = [
+    "BY_CHOICES",
+    "DEFAULT_ROT_DAYS",
+    "LOST_BY_CHOICES",
+    "MAX_RANGE_MONTHS",
+    "ROTTING_LISTED",
+    "ActivitiesPerOutcome",
+    "ActivityPerson",
+    "ActivityReport",
+    "ActivityWeek",
+    "DaysBetween",
+    "FilterChoices",
+    "FunnelPipeline",
+    "FunnelStep",
+    "LostBy",
+    "LostCell",
+    "LostColumn",
+    "LostMatrix",
+    "LostReasonRow",
+    "LostReasons",
+    "Period",
+    "Quantiles",
+    "RottingOwner",
+    "StatisticsBy",
+    "StatisticsFilters",
+    "WinRateRow",
+    "WinRates",
+    "activities_per_outcome",
+    "activity_report",
+    "activity_types",
+    "default_range",
+    "lost_reason_matrix",
+    "lost_reasons",
+    "person",
+    "rotting_deals",
+    "statistics_filter_choices",
+    "step_funnel",
+    "week_key",
+    "weeks_between",
+    "win_rates",
+]
