@@ -6,6 +6,7 @@ Listeners connected to `change_recorded` run at once, inside the transaction, fo
 must commit or roll back with the change (the webhook outbox); an error there fails the change.
 """
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from django.db import transaction
@@ -25,3 +26,92 @@ def announce(kind: str, *, actor_id: int | None, object_id: int, data: dict[str,
         )
 
     transaction.on_commit(send, robust=True)
+
+
+class CommitBatch:
+    """Keys collected during a transaction and handed, once, to `flush` after it commits.
+
+    For data derived from committed changes (the search index, the deal facts): a thousand
+    changes in one transaction cost one flush instead of a thousand. Outside a transaction
+    the keys are flushed at once. A key added inside a savepoint that is later rolled back
+    may still be flushed, so `flush` must recompute from the database (idempotent), never
+    apply a delta. Keys keep the order they were first added in.
+    """
+
+    def __init__(self, flush: Callable[[list[Hashable]], None], *, using: str | None = None):
+        self.flush = flush
+        self.using = using
+        self._attribute = f"_opportuna_commit_batch_{id(self)}"
+
+    def add(self, *keys: Hashable) -> None:
+        if not keys:
+            return
+        connection = transaction.get_connection(self.using)
+        if not connection.in_atomic_block:
+            self.flush(list(dict.fromkeys(keys)))
+            return
+        pending = connection.__dict__.get(self._attribute)
+        if pending is None or not pending.is_current(connection):
+            pending = _Pending(self.flush)
+            pending.register(connection, self.using)
+            connection.__dict__[self._attribute] = pending
+        pending.keys.update(dict.fromkeys(keys))
+
+
+class _Pending:
+    """One transaction's keys and the on-commit callback that flushes them."""
+
+    def __init__(self, flush: Callable[[list[Hashable]], None]) -> None:
+        self.flush = flush
+        self.keys: dict[Hashable, None] = {}
+        self.done = False
+        self.callbacks: list[Any] = []
+        self.index = -1
+
+    def register(self, connection: Any, using: str | None) -> None:
+        transaction.on_commit(self.run, using=using, robust=True)
+        self.callbacks = connection.run_on_commit
+        self.index = len(self.callbacks) - 1
+
+    def is_current(self, connection: Any) -> bool:
+        """Still waiting for this transaction's commit: Django replaces the callback list
+        when a transaction ends or a savepoint rolls back, so an unchanged list with our
+        callback in place means the same transaction, and no rollback since."""
+        callbacks = connection.run_on_commit
+        return (
+            not self.done
+            and callbacks is self.callbacks
+            and len(callbacks) > self.index
+            and callbacks[self.index][1] == self.run
+        )
+
+    def run(self) -> None:
+        self.done = True
+        keys, self.keys = list(self.keys), {}
+        if keys:
+            self.flush(keys)
+
+
+def transaction_cached(name: str, compute: Callable[[], Any], *, using: str | None = None) -> Any:
+    """`compute()` once per transaction: what a listener would otherwise query per change.
+
+    Computed again in the next transaction, after a savepoint rolls back, and on every call
+    outside a transaction. Only for values the transaction itself does not change.
+    """
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:
+        return compute()
+    cache = connection.__dict__.setdefault("_opportuna_transaction_cache", {})
+    marker = connection.run_on_commit  # replaced by Django when a transaction ends
+    found = cache.get(name)
+    if found is not None and found[0] is marker:
+        return found[1]
+    value = compute()
+    cache[name] = (marker, value)
+    return value
+
+
+def transaction_cache_forget(name: str, *, using: str | None = None) -> None:
+    """Drop a `transaction_cached` value, for when the transaction changes what it read."""
+    connection = transaction.get_connection(using)
+    connection.__dict__.get("_opportuna_transaction_cache", {}).pop(name, None)

@@ -1,4 +1,7 @@
-"""Insights keep little of their own: the sales targets the forecast is compared with."""
+"""Insights keep little of their own: the sales targets the forecast is compared with, and
+two derived tables that the statistics read instead of walking the event log every time:
+the facts of each closed deal and the pipeline at the start of each past month. Both are
+rebuilt from the log (`opportuna rebuild_insights`) and may be dropped at any time."""
 
 from __future__ import annotations
 
@@ -125,3 +128,93 @@ class Target(models.Model):
     @property
     def is_company(self) -> bool:
         return self.team_id is None and self.user_id is None
+
+
+class DealFacts(models.Model):
+    """What had happened by the time a closed opportunity closed; one row per won or lost deal.
+
+    Derived from the activities and the event log, kept in step by `insights.facts` after
+    each committed change, so the behaviour analysis and the calibration read one narrow row
+    per deal instead of walking every activity.
+    """
+
+    opportunity = models.OneToOneField(
+        "sales.Opportunity",
+        verbose_name=_("opportunity"),
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="+",
+    )
+    won = models.BooleanField(_("won"))
+    closed_at = models.DateTimeField(_("closed"))
+    # Visits done before the first demo; None when there was no demo before closing.
+    visits_before_demo = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Whole days from creation to the first activity; None without any activity.
+    days_to_first_activity = models.PositiveIntegerField(null=True, blank=True)
+    # The probability the deal carried DAYS_BEFORE days before closing (or at creation if
+    # it closed sooner); None if unknown.
+    probability_before = models.PositiveSmallIntegerField(null=True, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("deal facts")
+        verbose_name_plural = _("deal facts")
+
+    def __str__(self) -> str:
+        return f"#{self.opportunity_id}"
+
+
+class DealActivityCount(models.Model):
+    """How many activities of one type a closed deal had before closing (only types > 0)."""
+
+    opportunity = models.ForeignKey(
+        "sales.Opportunity", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    type = models.ForeignKey("sales.ActivityType", on_delete=models.CASCADE, related_name="+")
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["opportunity", "type"], name="deal_activity_count_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.opportunity_id}: {self.count}"
+
+
+class ForecastMonth(models.Model):
+    """A past or current month whose opening pipeline is stored in `ForecastOpening`."""
+
+    month = models.DateField(_("month"), primary_key=True)  # its first day
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["month"]
+
+    def __str__(self) -> str:
+        return self.month.isoformat()
+
+
+class ForecastOpening(models.Model):
+    """An opportunity that, at the first instant of `month`, was open and expected to close
+    in that month, with the amount and probability it carried then: what the forecast said."""
+
+    month = models.DateField(_("month"))
+    opportunity = models.ForeignKey(
+        "sales.Opportunity", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    amount = models.BigIntegerField()
+    probability = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "opportunity"], name="forecast_opening_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["opportunity"], name="forecast_opening_opp_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.month.isoformat()} #{self.opportunity_id}"

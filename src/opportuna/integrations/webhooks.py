@@ -40,6 +40,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from opportuna.core.announce import transaction_cache_forget, transaction_cached
 from opportuna.core.money import from_cents
 from opportuna.integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from opportuna.sales.models import Activity, Client, Comment, EventKind, Opportunity
@@ -301,17 +302,34 @@ class _BodyEncoder(DjangoJSONEncoder):
             return str(o)
 
 
+ENDPOINTS_CACHE = "webhook_endpoints"
+
+
+def endpoints_changed(sender: Any, **_: Any) -> None:
+    transaction_cache_forget(ENDPOINTS_CACHE)
+
+
+def _active_endpoints() -> list[tuple[int, frozenset[str]]]:
+    return [
+        (pk, frozenset(event_types or ()))
+        for pk, event_types in WebhookEndpoint.objects.active().values_list("pk", "event_types")
+    ]
+
+
 def record_outbox(
     sender: Any, *, kind: str, actor_id: int | None, object_id: int, data: dict[str, Any], **_: Any
 ) -> None:
     """`change_recorded` receiver: one delivery per subscribed endpoint, in the transaction.
 
-    Queries: one to find the endpoints; when there are some, one to read the objects and one
-    to insert the deliveries (plus one per delivery with the database task backend).
+    Queries: one per transaction to find the active endpoints; when some are subscribed,
+    one to read the objects and one to insert the deliveries (plus one per delivery with
+    the database task backend).
     """
-    endpoint_ids = list(
-        WebhookEndpoint.objects.active().subscribed_to(kind).values_list("pk", flat=True)
-    )
+    endpoint_ids = [
+        pk
+        for pk, event_types in transaction_cached(ENDPOINTS_CACHE, _active_endpoints)
+        if kind in event_types
+    ]
     if not endpoint_ids:
         return
     now = timezone.now()
