@@ -24,6 +24,7 @@ from opportuna.integrations.importing import (
     guess_mapping,
     import_file,
 )
+from opportuna.sales import search
 from opportuna.sales.models import (
     Client,
     Contact,
@@ -417,10 +418,24 @@ def test_every_event_and_new_client_is_announced_after_commit(
     assert ("client.created", client.pk, None) in heard
 
 
-def test_search_finds_the_imported_opportunities(cast, tmp_path):
-    header = ["Title", "Description"]
-    rows = [["Zanzibar expansion", "Met at the fair"]]
-    run(cast.admin, write_csv(tmp_path, rows, header))
+def test_search_finds_the_imported_opportunities(
+    cast, tmp_path, django_capture_on_commit_callbacks
+):
+    header = ["Title", "Description", "Client"]
+    rows = [["Zanzibar expansion", "Met at the fair", "Pemba Traders"]]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        run(cast.admin, write_csv(tmp_path, rows, header))
+        assert not search_everything(user=cast.admin, text="zanzibar").titles
+    # The index is refreshed once after the commit, not once per imported row or event.
+    flushes = [
+        c
+        for c in callbacks
+        if getattr(getattr(c, "__self__", None), "flush", None) is search._search_index_flush
+    ]
+    assert len(flushes) == 1
+    assert [c.name for c in search_everything(user=cast.admin, text="pemba").clients] == [
+        "Pemba Traders"
+    ]
     found = search_everything(user=cast.admin, text="zanzibar")
     assert [hit.title for hit in found.titles] == ["Zanzibar expansion"]
 

@@ -57,13 +57,19 @@ def kinds(announced):
     return [a["kind"] for a in announced]
 
 
+def announcements(callbacks):
+    """How many of the on-commit callbacks send an announcement (others refresh derived data,
+    once per transaction)."""
+    return sum(1 for c in callbacks if getattr(c, "__qualname__", "") == "announce.<locals>.send")
+
+
 def test_nothing_is_announced_before_commit(
     cast, opp, announced, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         opportunity_move(opportunity=opp, step=cast.pipeline.steps.last(), actor=cast.owner)
         assert announced == []
-    assert len(callbacks) == 1
+    assert announcements(callbacks) == 1
     assert kinds(announced) == ["opportunity.moved"]
 
 
@@ -170,7 +176,7 @@ def test_a_refused_change_announces_nothing(
         opportunity_close_won(opportunity=opp, actor=cast.owner)
         with pytest.raises(SalesRuleError):
             opportunity_close_won(opportunity=opp, actor=cast.owner)
-    assert len(callbacks) == 1
+    assert announcements(callbacks) == 1
     assert kinds(announced) == ["opportunity.won"]
 
 
@@ -192,7 +198,7 @@ def test_a_service_failing_after_announcing_is_rolled_back_and_announces_nothing
         comment_add(opportunity=opp, actor=cast.owner, body="Still here")
     # `created` and `duplicated` were announced inside the service, then rolled back with it.
     assert OpportunityEvent.objects.filter(kind=EventKind.DUPLICATED).count() == 0
-    assert len(callbacks) == 1
+    assert announcements(callbacks) == 1
     assert kinds(announced) == ["comment.added"]
 
 

@@ -3,8 +3,8 @@
 One document per opportunity (title, client folder name, description, default-field values,
 contacts, comments) and one per client folder. The tables are created by migration
 `sales.0003_search_index`: FTS5 on SQLite, weighted tsvectors with a GIN index on
-PostgreSQL. They are refreshed after every committed change (the `change_announced`
-receiver below) and rebuilt in bulk by `opportuna rebuild_search_index`.
+PostgreSQL. They are refreshed once after every committed transaction (the `change_recorded`
+receiver below collects what it touched) and rebuilt in bulk by `opportuna rebuild_search_index`.
 
 Reads go through `opportuna.sales.selectors.search`, always joined with
 `visible_opportunities(user)`: the index itself knows nothing about who may see what.
@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.dispatch import receiver
 
-from opportuna.core.announce import change_announced
+from opportuna.core.announce import CommitBatch, change_recorded
 
 OPPORTUNITY_TABLE = "sales_search"
 CLIENT_TABLE = "sales_client_search"
@@ -261,14 +261,34 @@ def search_index_rebuild() -> tuple[int, int]:
 CLIENT_KINDS = {"client.created", "client.updated", "client.merged"}
 
 
-@receiver(change_announced, dispatch_uid="opportuna.sales.search")
+def _search_index_flush(keys: list[Any]) -> None:
+    """Rewrite, once, everything a committed transaction touched: ("opportunity", id) or
+    ("client", id, with its opportunities?)."""
+    opportunities = [key[1] for key in keys if key[0] == "opportunity"]
+    clients = [key for key in keys if key[0] == "client"]
+    if opportunities:
+        search_index_update(opportunities)
+    for with_opportunities in (False, True):
+        ids = [key[1] for key in clients if key[2] is with_opportunities]
+        if ids:
+            search_index_update_clients(ids, with_opportunities=with_opportunities)
+
+
+_pending = CommitBatch(_search_index_flush)
+
+
+@receiver(change_recorded, dispatch_uid="opportuna.sales.search")
 def search_index_follow(sender: Any, *, kind: str, object_id: int, data: dict[str, Any], **_: Any):
-    """After a committed change, rewrite what it touched (runs once the transaction commits)."""
+    """Note what a change touches; it is rewritten once its transaction commits (one rewrite
+    per transaction, however many changes: an import of a thousand rows costs one)."""
     if kind in CLIENT_KINDS:
         merged = data.get("merged")
-        search_index_update_clients(
-            [object_id, *([merged] if merged else [])],
-            with_opportunities=kind != "client.created",
+        with_opportunities = kind != "client.created"
+        _pending.add(
+            *(
+                ("client", pk, with_opportunities)
+                for pk in [object_id, *([merged] if merged else [])]
+            )
         )
     elif kind.startswith(("opportunity.", "comment.", "activity.", "contact.", "tag.")):
-        search_index_update([object_id])
+        _pending.add(("opportunity", object_id))

@@ -48,7 +48,6 @@ from opportuna.sales.models import (
     Step,
     Tag,
 )
-from opportuna.sales.search import search_index_update, search_index_update_clients
 from opportuna.sales.selectors import can_edit_opportunity, visible_opportunities
 from opportuna.sales.services._common import _announce, require_active, to_json
 from opportuna.sales.services.clients import CLIENT_FIELDS, _clean, client_create, client_update
@@ -776,7 +775,6 @@ def _write_creates(plans: list[_Plan], ctx: ImportContext, now: datetime) -> lis
         _insert("event").run(cursor, event_rows)
     for event_id, (opp_id, at, kind, changes, data) in zip(event_ids, events, strict=True):
         _announce(OpportunityEvent(event_id, opp_id, actor_id, at, kind, changes, data))
-    search_index_update(ids)
     return ids
 
 
@@ -810,7 +808,6 @@ def _create_missing(plans: list[_Plan], ctx: ImportContext, report: ImportReport
         announce("client.created", actor_id=ctx.actor.pk, object_id=pk, data={"name": name})
     with connection.cursor() as cursor:
         _insert("client").run(cursor, rows)
-    search_index_update_clients(ids, with_opportunities=False)
 
 
 def _note_missing(plans: list[_Plan], ctx: ImportContext, report: ImportReport) -> None:
