@@ -4,7 +4,14 @@ listener may read a value once per transaction (`transaction_cached`)."""
 import pytest
 from django.db import transaction
 
-from opportuna.core.announce import CommitBatch, transaction_cache_forget, transaction_cached
+from opportuna.core.announce import (
+    CommitBatch,
+    announce_many,
+    change_announced,
+    change_recorded,
+    transaction_cache_forget,
+    transaction_cached,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +99,34 @@ def test_transaction_cached_computes_once_per_transaction_and_can_forget():
         transaction_cache_forget("test")
         assert transaction_cached("test", compute) == 2
     assert len(computed) == 2
+
+
+def test_announce_many_records_each_at_once_and_announces_the_group_after_commit(
+    django_capture_on_commit_callbacks,
+):
+    recorded, announced = [], []
+
+    def on_recorded(sender, kind, object_id, **kwargs):
+        recorded.append((kind, object_id))
+
+    def on_announced(sender, kind, object_id, **kwargs):
+        announced.append((kind, object_id))
+
+    change_recorded.connect(on_recorded, dispatch_uid="test-many-recorded")
+    change_announced.connect(on_announced, dispatch_uid="test-many-announced")
+    try:
+        group = [("opportunity.created", 1, pk, {}) for pk in (5, 3, 9)]
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            with pytest.raises(RuntimeError), transaction.atomic():
+                announce_many([("opportunity.created", 1, 99, {})])
+                raise RuntimeError
+            with transaction.atomic():
+                announce_many(group)
+                assert announced == []
+        sends = [c for c in callbacks if "announce_many" in getattr(c, "__qualname__", "")]
+        assert len(sends) == 1
+    finally:
+        change_recorded.disconnect(dispatch_uid="test-many-recorded")
+        change_announced.disconnect(dispatch_uid="test-many-announced")
+    assert recorded == [("opportunity.created", pk) for pk in (99, 5, 3, 9)]
+    assert announced == [("opportunity.created", pk) for pk in (5, 3, 9)]

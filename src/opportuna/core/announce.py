@@ -6,11 +6,14 @@ Listeners connected to `change_recorded` run at once, inside the transaction, fo
 must commit or roll back with the change (the webhook outbox); an error there fails the change.
 """
 
-from collections.abc import Callable, Hashable
+import logging
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from django.db import transaction
 from django.dispatch import Signal
+
+logger = logging.getLogger(__name__)
 
 # Both sent with: kind (str, e.g. "opportunity.moved"), actor_id, object_id, data (dict).
 change_announced = Signal()
@@ -26,6 +29,31 @@ def announce(kind: str, *, actor_id: int | None, object_id: int, data: dict[str,
         )
 
     transaction.on_commit(send, robust=True)
+
+
+Announcement = tuple[str, int | None, int, dict[str, Any]]  # kind, actor_id, object_id, data
+
+
+def announce_many(announcements: Iterable[Announcement]) -> None:
+    """`announce` for many changes written together (one bulk statement, one savepoint): the
+    same signals in the same order, with one after-commit callback for the whole group."""
+    group = list(announcements)
+    for kind, actor_id, object_id, data in group:
+        change_recorded.send(
+            sender=None, kind=kind, actor_id=actor_id, object_id=object_id, data=data
+        )
+
+    def send() -> None:
+        for kind, actor_id, object_id, data in group:
+            try:
+                change_announced.send(
+                    sender=None, kind=kind, actor_id=actor_id, object_id=object_id, data=data
+                )
+            except Exception:  # as robust on_commit callbacks: one failure stops no other
+                logger.exception("A listener failed on %s #%s", kind, object_id)
+
+    if group:
+        transaction.on_commit(send, robust=True)
 
 
 class CommitBatch:

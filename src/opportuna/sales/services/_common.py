@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from opportuna.accounts.models import User
-from opportuna.core.announce import announce
+from opportuna.core.announce import Announcement, announce, announce_many
 from opportuna.sales.errors import ConflictError
 from opportuna.sales.models import EventKind, Opportunity, OpportunityEvent
 from opportuna.sales.selectors import can_edit_opportunity, visible_opportunities
@@ -120,15 +120,24 @@ def record(
 def record_many(events: Iterable[OpportunityEvent]) -> list[OpportunityEvent]:
     """Append many events in one statement (merges, step defaults) and announce each."""
     created = OpportunityEvent.objects.bulk_create(events, batch_size=1000)
-    for event in created:
-        _announce(event)
+    announce_events(created)
     return created
 
 
-def _announce(event: OpportunityEvent) -> None:
-    announce(
+def _announcement(event: OpportunityEvent) -> Announcement:
+    return (
         ANNOUNCED_AS.get(event.kind, f"opportunity.{event.kind}"),
-        actor_id=event.actor_id,
-        object_id=event.opportunity_id,
-        data={"event_id": event.pk, "changes": event.changes, **event.data},
+        event.actor_id,
+        event.opportunity_id,
+        {"event_id": event.pk, "changes": event.changes, **event.data},
     )
+
+
+def _announce(event: OpportunityEvent) -> None:
+    kind, actor_id, object_id, data = _announcement(event)
+    announce(kind, actor_id=actor_id, object_id=object_id, data=data)
+
+
+def announce_events(events: Iterable[OpportunityEvent]) -> None:
+    """Announce events written together in bulk (see `core.announce.announce_many`)."""
+    announce_many(_announcement(event) for event in events)

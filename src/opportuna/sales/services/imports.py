@@ -49,7 +49,7 @@ from opportuna.sales.models import (
     Tag,
 )
 from opportuna.sales.selectors import can_edit_opportunity, visible_opportunities
-from opportuna.sales.services._common import _announce, require_active, to_json
+from opportuna.sales.services._common import announce_events, require_active, to_json
 from opportuna.sales.services.clients import CLIENT_FIELDS, _clean, client_create, client_update
 from opportuna.sales.services.collaboration import contact_add, tag_add, tag_remove
 from opportuna.sales.services.config import _check_probability
@@ -773,8 +773,10 @@ def _write_creates(plans: list[_Plan], ctx: ImportContext, now: datetime) -> lis
         _insert("tag").run(cursor, tag_links)
         _insert("contact").run(cursor, contacts)
         _insert("event").run(cursor, event_rows)
-    for event_id, (opp_id, at, kind, changes, data) in zip(event_ids, events, strict=True):
-        _announce(OpportunityEvent(event_id, opp_id, actor_id, at, kind, changes, data))
+    announce_events(
+        OpportunityEvent(event_id, opp_id, actor_id, at, kind, changes, data)
+        for event_id, (opp_id, at, kind, changes, data) in zip(event_ids, events, strict=True)
+    )
     return ids
 
 
