@@ -166,6 +166,10 @@ SQLITE_OPTIONS = {
         "PRAGMA synchronous=NORMAL;"
         "PRAGMA busy_timeout=20000;"
         "PRAGMA foreign_keys=ON;"
+        # Room for the indexes of big tables (64 MiB, taken only as used): bulk writes and
+        # statistics over 100,000s of rows would otherwise re-read the same pages.
+        "PRAGMA cache_size=-65536;"
+        "PRAGMA temp_store=MEMORY;"
     ),
 }
 
