@@ -76,6 +76,27 @@ def test_comment_pages_walk_every_comment_once(api, cast, opp):
     assert walk(api, f"{OPPORTUNITIES}/{opp.pk}/comments") == list(reversed(made))
 
 
+def test_comment_is_reworded_by_its_author_and_deleted(api, cast, opp):
+    made = api.post(f"{OPPORTUNITIES}/{opp.pk}/comments", {"body": "Calll back"}).json()
+    edited = api.patch(f"/api/v1/comments/{made['id']}", {"body": "Call back"})
+    assert edited.status_code == 200
+    assert edited.json()["body"] == "Call back"
+    assert edited.json()["edited_at"] is not None
+    assert api.delete(f"/api/v1/comments/{made['id']}").status_code == 204
+    assert not Comment.objects.filter(pk=made["id"]).exists()
+    assert api.delete(f"/api/v1/comments/{made['id']}").status_code == 404
+
+
+def test_comment_of_someone_else_cannot_be_reworded_and_hidden_ones_are_404(api, cast, opp, hidden):
+    account_update(actor=cast.admin, visibility=VisibilityPolicy.TEAM)
+    theirs = services.comment_add(opportunity=opp, actor=cast.teammate, body="Teammate's")
+    assert api.patch(f"/api/v1/comments/{theirs.pk}", {"body": "Mine"}).status_code == 403
+    elsewhere = services.comment_add(opportunity=hidden, actor=cast.other, body="Not yours")
+    assert api.patch(f"/api/v1/comments/{elsewhere.pk}", {"body": "x"}).status_code == 404
+    assert api.delete(f"/api/v1/comments/{elsewhere.pk}").status_code == 404
+    assert Comment.objects.filter(pk=elsewhere.pk).exists()
+
+
 def test_blank_comment_is_422(api, opp):
     response = api.post(f"{OPPORTUNITIES}/{opp.pk}/comments", {"body": "   "})
 

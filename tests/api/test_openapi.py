@@ -33,6 +33,8 @@ DECLARED = {
     # Inside an opportunity
     ("get", "/opportunities/{opportunity_id}/comments"): GET,
     ("post", "/opportunities/{opportunity_id}/comments"): {201} | TARGET,
+    ("patch", "/comments/{comment_id}"): {200} | TARGET,
+    ("delete", "/comments/{comment_id}"): {204} | COMMAND,
     ("post", "/comments/{comment_id}/pin"): {200} | COMMAND,
     ("post", "/comments/{comment_id}/unpin"): {200} | COMMAND,
     ("get", "/opportunities/{opportunity_id}/activities"): GET,

@@ -59,6 +59,9 @@ class Api:
             path, body, content_type="application/json", headers=self._headers(headers)
         )
 
+    def delete(self, path, headers=None):
+        return self.client.delete(path, headers=self._headers(headers))
+
 
 @pytest.fixture
 def api(cast):

@@ -643,3 +643,60 @@ def test_csrf_token_is_required(cast, opp):
     assert response.status_code == 403
     opp.refresh_from_db()
     assert opp.status == Status.TODO
+
+
+def test_edit_a_comment_from_the_page(owner_client, cast, opp):
+    comment = comment_add(opportunity=opp, actor=cast.owner, body="Call on Monday")
+    page = owner_client.get(url("opportunity_detail", opp.pk)).content.decode()
+    assert url("opportunity_comment_edit", opp.pk, comment.pk) in page
+    response = owner_client.post(
+        url("opportunity_comment_edit", opp.pk, comment.pk), {"body": "Call on Tuesday"}
+    )
+    assert_back_on_page(response, opp)
+    comment.refresh_from_db()
+    assert comment.body == "Call on Tuesday"
+    page = owner_client.get(url("opportunity_detail", opp.pk)).content.decode()
+    assert "(edited)" in page
+    assert "Call on Monday" not in page  # the edit event is not repeated on the timeline
+
+
+def test_an_empty_edit_shows_the_rule_and_keeps_the_words(owner_client, cast, opp):
+    comment = comment_add(opportunity=opp, actor=cast.owner, body="Keep me")
+    response = owner_client.post(url("opportunity_comment_edit", opp.pk, comment.pk), {"body": " "})
+    assert response.status_code == 422
+    assert "A comment cannot be empty." in response.content.decode()
+    comment.refresh_from_db()
+    assert comment.body == "Keep me"
+
+
+def test_delete_a_comment_after_confirming(owner_client, cast, opp):
+    comment = comment_add(opportunity=opp, actor=cast.owner, body="Wrong opportunity")
+    page = owner_client.get(url("opportunity_detail", opp.pk)).content.decode()
+    assert "Delete this comment? This cannot be undone." in page
+    response = owner_client.post(url("opportunity_comment_delete", opp.pk, comment.pk))
+    assert_back_on_page(response, opp)
+    assert not Comment.objects.filter(pk=comment.pk).exists()
+    assert last_event(opp).kind == EventKind.COMMENT_DELETED
+    page = owner_client.get(url("opportunity_detail", opp.pk)).content.decode()
+    assert "deleted a comment" in page
+    assert "Wrong opportunity" not in page
+
+
+def test_someone_elses_comment_has_no_edit_link_and_refuses_an_edit(client, cast, opp):
+    comment = comment_add(opportunity=opp, actor=cast.owner, body="Owner's words")
+    client.force_login(cast.manager)
+    page = client.get(url("opportunity_detail", opp.pk)).content.decode()
+    assert url("opportunity_comment_edit", opp.pk, comment.pk) not in page
+    assert url("opportunity_comment_delete", opp.pk, comment.pk) in page  # may edit the deal
+    response = client.post(url("opportunity_comment_edit", opp.pk, comment.pk), {"body": "Mine"})
+    assert response.status_code == 403
+    comment.refresh_from_db()
+    assert comment.body == "Owner's words"
+
+
+def test_deleting_a_comment_of_another_opportunity_is_404(owner_client, cast, opp):
+    elsewhere = OpportunityFactory(owner=cast.owner, pipeline=cast.pipeline)
+    comment = comment_add(opportunity=elsewhere, actor=cast.owner, body="Elsewhere")
+    response = owner_client.post(url("opportunity_comment_delete", opp.pk, comment.pk))
+    assert response.status_code == 404
+    assert Comment.objects.filter(pk=comment.pk).exists()

@@ -450,6 +450,7 @@ class Comment(models.Model):
     body = models.TextField(_("comment"))
     pinned = models.BooleanField(_("pinned"), default=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    edited_at = models.DateTimeField(_("edited"), null=True, blank=True)
 
     class Meta:
         ordering = ["-pinned", "-created_at", "-pk"]
@@ -620,6 +621,8 @@ class EventKind(models.TextChoices):
     COMMENT_ADDED = "comment_added", _("Comment added")
     COMMENT_PINNED = "comment_pinned", _("Comment pinned")
     COMMENT_UNPINNED = "comment_unpinned", _("Comment unpinned")
+    COMMENT_EDITED = "comment_edited", _("Comment edited")
+    COMMENT_DELETED = "comment_deleted", _("Comment deleted")
     ACTIVITY_LOGGED = "activity_logged", _("Activity logged")
     ACTIVITY_PLANNED = "activity_planned", _("Activity planned")
     ACTIVITY_COMPLETED = "activity_completed", _("Activity completed")

@@ -44,6 +44,7 @@ from opportuna.sales.schemas import (
     ActivityIn,
     ActivityOut,
     ActivityPage,
+    CommentEditIn,
     CommentIn,
     CommentOut,
     CommentPage,
@@ -122,6 +123,33 @@ def comment_add(request: HttpRequest, opportunity_id: int, payload: CommentIn) -
         opportunity=opportunity_id, actor=actor(request), body=payload.body, pinned=payload.pinned
     )
     return Status(201, comment)
+
+
+@router.patch(
+    "/comments/{comment_id}",
+    response={200: CommentOut, **TARGET_ERRORS},
+    url_name="comment_edit",
+    summary="Reword a comment (its author only)",
+    tags=["comments"],
+)
+def comment_edit(request: HttpRequest, comment_id: int, payload: CommentEditIn) -> Comment:
+    caller = actor(request)
+    return services.comment_edit(
+        comment=visible_comment(user=caller, pk=comment_id), actor=caller, body=payload.body
+    )
+
+
+@router.delete(
+    "/comments/{comment_id}",
+    response={204: None, **COMMAND_ERRORS},
+    url_name="comment_delete",
+    summary="Delete a comment (its author, or whoever may edit the opportunity)",
+    tags=["comments"],
+)
+def comment_delete(request: HttpRequest, comment_id: int) -> Status[None]:
+    caller = actor(request)
+    services.comment_delete(comment=visible_comment(user=caller, pk=comment_id), actor=caller)
+    return Status(204, None)
 
 
 @router.post(

@@ -467,8 +467,32 @@ class Bulk:
             pinned = rng.random() < 0.12
             cid = self.rows.take(Comment)
             body = rng.choice(words.COMMENTS)
-            self.rows.comments.rows.append(
-                (cid, life.id, author.pk, body, pinned, self.rows.stamp(minute))
-            )
             data = {"comment": cid, "pinned": pinned}
             life.record(minute, EventKind.COMMENT_ADDED, data=data, actor=author)
+            # A few are reworded or deleted later by their author: chosen by count, not by
+            # the random stream, so everything else stays as it was.
+            self.comments_made = getattr(self, "comments_made", 0) + 1
+            later = max(minute, min(end - 1, minute + 90))
+            edited_at = None
+            if self.comments_made % 41 == 0:
+                life.record(
+                    later,
+                    EventKind.COMMENT_DELETED,
+                    actor=author,
+                    data={**data, "author": author.pk},
+                )
+                continue
+            if self.comments_made % 23 == 0:
+                reworded = f"{body} (confermato)"
+                changes = {"body": [body, reworded]}
+                life.record(
+                    later,
+                    EventKind.COMMENT_EDITED,
+                    changes=changes,
+                    data={"comment": cid},
+                    actor=author,
+                )
+                body, edited_at = reworded, self.rows.stamp(later)
+            self.rows.comments.rows.append(
+                (cid, life.id, author.pk, body, pinned, self.rows.stamp(minute), edited_at)
+            )

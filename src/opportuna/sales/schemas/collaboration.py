@@ -42,6 +42,7 @@ class CommentOut(Schema):
     body: str
     pinned: bool
     created_at: datetime
+    edited_at: datetime | None = Field(None, description="When its author last reworded it.")
 
     @staticmethod
     def resolve_id(obj: Comment) -> int:
@@ -198,6 +199,10 @@ class TagOut(Schema):
 class CommentIn(InSchema):
     body: Annotated[str, Field(min_length=1, max_length=20_000, pattern=NotBlank)]
     pinned: bool = False
+
+
+class CommentEditIn(InSchema):
+    body: Annotated[str, Field(min_length=1, max_length=20_000, pattern=NotBlank)]
 
 
 class ActivityIn(InSchema):

@@ -44,6 +44,7 @@ CLIENT_MATCHES = 15
 # Kinds whose comment or activity is itself on the timeline: the event would say it twice.
 SHOWN_AS_OBJECTS = (
     EventKind.COMMENT_ADDED,
+    EventKind.COMMENT_EDITED,  # the comment says "edited"
     EventKind.ACTIVITY_LOGGED,
     EventKind.ACTIVITY_PLANNED,
     EventKind.ACTIVITY_COMPLETED,

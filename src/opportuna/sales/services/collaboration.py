@@ -70,6 +70,52 @@ def comment_unpin(*, comment: Comment, actor: User) -> Comment:
     return _comment_set_pinned(comment, actor, False)
 
 
+@transaction.atomic
+def comment_edit(*, comment: Comment | int, actor: User, body: str) -> Comment:
+    """Only its author may reword a comment; the log keeps what it said before."""
+    pk = comment.pk if isinstance(comment, Comment) else comment
+    opportunity_id = Comment.objects.filter(pk=pk).values_list("opportunity_id", flat=True)
+    opp = locked_visible(opportunity_id.first() or 0, actor)
+    found = Comment.objects.select_for_update().get(pk=pk, opportunity=opp)
+    if found.author_id != actor.pk:
+        raise PermissionDenied(_("Only the author can edit a comment."))
+    body = (body or "").strip()
+    if not body:
+        raise SalesRuleError(_("A comment cannot be empty."), field="body")
+    if body == found.body:
+        return found
+    record(
+        opp,
+        actor,
+        EventKind.COMMENT_EDITED,
+        changes={"body": [found.body, body]},
+        data={"comment": found.pk},
+    )
+    found.body = body
+    found.edited_at = timezone.now()
+    found.save(update_fields=["body", "edited_at"])
+    return found
+
+
+@transaction.atomic
+def comment_delete(*, comment: Comment | int, actor: User) -> None:
+    """Its author, or whoever may edit the opportunity, may delete a comment. The log keeps
+    that it existed and who deleted it, not its words."""
+    pk = comment.pk if isinstance(comment, Comment) else comment
+    opportunity_id = Comment.objects.filter(pk=pk).values_list("opportunity_id", flat=True)
+    opp = locked_visible(opportunity_id.first() or 0, actor)
+    found = Comment.objects.select_for_update().get(pk=pk, opportunity=opp)
+    if found.author_id != actor.pk and not can_edit_opportunity(actor, opp):
+        raise PermissionDenied(_("Only the author or the opportunity's editors can delete this."))
+    record(
+        opp,
+        actor,
+        EventKind.COMMENT_DELETED,
+        data={"comment": found.pk, "author": found.author_id, "pinned": found.pinned},
+    )
+    found.delete()
+
+
 # Activities -----------------------------------------------------------------------------
 
 

@@ -38,6 +38,8 @@ from opportuna.sales.services import (
     activity_log,
     activity_plan,
     comment_add,
+    comment_delete,
+    comment_edit,
     comment_pin,
     comment_unpin,
     contact_add,
@@ -253,6 +255,33 @@ def comment_pin_toggle(
         return done(request, pk, _("Comment pinned on top."), anchor="timeline")
     comment_unpin(comment=target, actor=_user(request))
     return done(request, pk, _("Comment unpinned."), anchor="timeline")
+
+
+@login_required
+@require_POST
+@vary_on_headers("HX-Request")
+def comment_edit_view(request: HttpRequest, pk: int, comment_pk: int) -> HttpResponse:
+    """Reword one's own comment (the form sits under the comment on the page)."""
+    opp = _opportunity(request, pk)
+    target = get_object_or_404(Comment, pk=comment_pk, opportunity=opp)
+    body = request.POST.get("body", "")
+    try:
+        comment_edit(comment=target, actor=_user(request), body=body)
+    except SalesRuleError as exc:
+        messages.error(request, str(exc))
+        return render_page(request, pk, status=422)
+    return done(request, pk, _("Comment saved."), anchor=f"comment-{comment_pk}")
+
+
+@login_required
+@require_POST
+@vary_on_headers("HX-Request")
+def comment_delete_view(request: HttpRequest, pk: int, comment_pk: int) -> HttpResponse:
+    """Delete a comment, once confirmed on the page."""
+    opp = _opportunity(request, pk)
+    target = get_object_or_404(Comment, pk=comment_pk, opportunity=opp)
+    comment_delete(comment=target, actor=_user(request))
+    return done(request, pk, _("Comment deleted."), anchor="timeline")
 
 
 @login_required
@@ -484,6 +513,16 @@ urlpatterns = [
     path("o/<int:pk>/cancel/", cancel, name="opportunity_cancel"),
     path("o/<int:pk>/reopen/", reopen, name="opportunity_reopen"),
     path("o/<int:pk>/comments/", comment, name="opportunity_comment"),
+    path(
+        "o/<int:pk>/comments/<int:comment_pk>/edit/",
+        comment_edit_view,
+        name="opportunity_comment_edit",
+    ),
+    path(
+        "o/<int:pk>/comments/<int:comment_pk>/delete/",
+        comment_delete_view,
+        name="opportunity_comment_delete",
+    ),
     path("o/<int:pk>/comments/<int:comment_pk>/pin/", pin, name="opportunity_comment_pin"),
     path("o/<int:pk>/comments/<int:comment_pk>/unpin/", unpin, name="opportunity_comment_unpin"),
     path("o/<int:pk>/activities/log/", log_activity, name="opportunity_activity_log"),

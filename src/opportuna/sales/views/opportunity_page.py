@@ -495,6 +495,8 @@ def describe_event(
             line.text = _("%(actor)s pinned a comment") % values
         else:
             line.text = _("%(actor)s unpinned a comment") % values
+    elif kind == EventKind.COMMENT_DELETED:
+        line.text = _("%(actor)s deleted a comment") % values
     elif kind in (EventKind.CONTACT_ADDED, EventKind.CONTACT_REMOVED, EventKind.CONTACT_UPDATED):
         contact = refs.contacts.get(data.get("contact"))  # type: ignore[arg-type]
         name = data.get("name") or (contact.name if contact else _("a contact"))
