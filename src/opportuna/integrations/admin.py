@@ -1,20 +1,23 @@
 """Admin for webhooks: endpoints (written through the services) and the delivery log.
 
 Only admins see either: the log holds the bodies sent, the endpoints hold their secrets
-(never shown after creation).
+(shown once, after creation or rotation, and never again).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
@@ -32,6 +35,7 @@ from opportuna.integrations.services import (
     webhook_delivery_retry,
     webhook_endpoint_create,
     webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
     webhook_endpoint_update,
 )
 from opportuna.integrations.webhooks import event_type_choices
@@ -61,6 +65,22 @@ class WebhookEndpointForm(forms.ModelForm):  # type: ignore[type-arg]
         fields = ("url", "description", "event_types", "is_active")
 
 
+class RotateSecretForm(forms.Form):
+    keep_old_for = forms.TypedChoiceField(
+        label=_("Keep the old secret signing for"),
+        choices=[
+            (0, _("no time (it stops signing at once)")),
+            (1, _("1 hour")),
+            (24, _("24 hours")),
+            (72, _("3 days")),
+            (168, _("7 days")),
+        ],
+        coerce=int,
+        initial=24,
+        help_text=_("Time to put the new secret in the receiving system."),
+    )
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(AdminsOnlyMixin, ServiceAdmin):
     form = WebhookEndpointForm
@@ -76,7 +96,13 @@ class WebhookEndpointAdmin(AdminsOnlyMixin, ServiceAdmin):
     )
     list_filter = ("is_active",)
     search_fields = ("url", "description")
-    readonly_fields = ("disabled_reason", "created_by", "created_at", "updated_at")
+    readonly_fields = (
+        "disabled_reason",
+        "previous_secret_expires_at",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
         return (
@@ -92,6 +118,48 @@ class WebhookEndpointAdmin(AdminsOnlyMixin, ServiceAdmin):
         if obj is None:
             return ("url", "description", "event_types")
         return ("url", "description", "event_types", "is_active", *self.readonly_fields)
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta
+        return [
+            path(
+                "<path:object_id>/rotate-secret/",
+                self.admin_site.admin_view(self.rotate_secret_view),
+                name=f"{opts.app_label}_{opts.model_name}_rotate_secret",
+            ),
+            *super().get_urls(),
+        ]
+
+    def rotate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, rotate, and show the new secret on the answer to the POST: the only
+        place it ever appears (not in a message kept in the session)."""
+        if not may_configure(request):
+            raise PermissionDenied
+        endpoint = self.get_object(request, object_id)
+        if endpoint is None:
+            raise Http404
+        form = RotateSecretForm(request.POST or None)
+        secret = None
+        if request.method == "POST" and form.is_valid():
+            endpoint, secret = webhook_endpoint_rotate_secret(
+                endpoint=endpoint,
+                actor=request.user,  # type: ignore[arg-type]
+                keep_old_for=timedelta(hours=form.cleaned_data["keep_old_for"]),
+            )
+            self.log_change(request, endpoint, [{"changed": {"fields": ["signing secret"]}}])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": endpoint,
+            "title": _("Rotate the signing secret"),
+            "form": form,
+            "secret": secret,
+        }
+        response = TemplateResponse(
+            request, "admin/integrations/webhookendpoint/rotate_secret.html", context
+        )
+        add_never_cache_headers(response)
+        return response
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return may_configure(request)

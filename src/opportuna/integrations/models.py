@@ -8,6 +8,7 @@ lost; the row then doubles as the delivery log admins read.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -30,8 +31,16 @@ class WebhookEndpoint(models.Model):
     event_types = models.JSONField(
         _("events"), default=list, help_text=_("The kinds of change sent to this URL.")
     )
-    # Stored as given: it signs every delivery. Shown once, when the endpoint is created.
+    # Stored as given: it signs every delivery. Shown once, when created or rotated.
     secret = models.CharField(_("signing secret"), max_length=100, editable=False)
+    # The secret before the last rotation: it signs too (a second signature) until it
+    # expires, so the receiver can switch to the new one at any moment in between.
+    previous_secret = models.CharField(
+        _("previous signing secret"), max_length=100, blank=True, editable=False
+    )
+    previous_secret_expires_at = models.DateTimeField(
+        _("previous secret valid until"), null=True, blank=True, editable=False
+    )
     is_active = models.BooleanField(_("active"), default=True)
     disabled_reason = models.CharField(_("why it was disabled"), max_length=200, blank=True)
     created_by = models.ForeignKey(
@@ -54,6 +63,14 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+    def signing_secrets(self, at: datetime) -> list[str]:
+        """The secrets that sign a delivery made at `at`: the current one, then the previous
+        one while its grace period lasts."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and at < expires:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class DeliveryStatus(models.TextChoices):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -94,6 +95,33 @@ def webhook_endpoint_update(
             endpoint.disabled_reason = ""
     endpoint.save()
     return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_rotate_secret(
+    *, endpoint: WebhookEndpoint, actor: User, keep_old_for: timedelta = timedelta(hours=24)
+) -> tuple[WebhookEndpoint, str]:
+    """A new signing secret, handed out this once; the current one keeps signing too (a
+    second signature) for `keep_old_for`, then only the new one signs.
+
+    Rotating again within that time drops the oldest secret: two sign at most.
+    """
+    _require_admin(actor)
+    if keep_old_for < timedelta(0):
+        raise WebhookRuleError(_("The old secret cannot be kept for a negative time."))
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    secret = webhooks.new_secret()
+    if keep_old_for:
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = timezone.now() + keep_old_for
+    else:
+        endpoint.previous_secret = ""
+        endpoint.previous_secret_expires_at = None
+    endpoint.secret = secret
+    endpoint.save(
+        update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"]
+    )
+    return endpoint, secret
 
 
 @transaction.atomic

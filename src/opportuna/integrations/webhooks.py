@@ -5,10 +5,14 @@
   change leaves no row, a committed one cannot be lost.
 - `deliver` makes one attempt: `webhook-id`, `webhook-timestamp` and
   `webhook-signature` (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the endpoint's
-  `whsec_` secret). 2xx is delivered; 5xx, 408, 429, time-outs and connection errors are tried
-  again after 30 s, 1 min, 2 min, ... (doubling, at most 12 h apart) for about three days;
-  410 Gone disables the endpoint; any other answer fails at once, since sending the same
-  request again would get the same answer.
+  `whsec_` secret; during the grace period after a rotation, a second `v1,...` made with the
+  previous secret, space separated). 2xx is delivered; 5xx, 408, 429, time-outs and
+  connection errors are tried again after 30 s, 1 min, 2 min, ... (doubling, at most 12 h
+  apart) for about three days; 410 Gone disables the endpoint; any other answer fails at
+  once, since sending the same request again would get the same answer.
+- `deliver_due` (the `deliver_webhooks` command) sends what is due and nobody is sending: the
+  retries of a backend that cannot wait (the immediate one) and attempts a crash interrupted.
+  Every attempt, from a task or a sweep, is claimed by one conditional UPDATE first.
 - URLs are resolved when saved and again before each attempt, and every address they resolve
   to must be public (no private, loopback, link-local, multicast, reserved or unspecified
   address, unless `WEBHOOK_ALLOW_PRIVATE`); the connection goes to the address that was checked.
@@ -26,6 +30,7 @@ import secrets
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -35,6 +40,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
@@ -54,6 +60,10 @@ RETRY_LONGEST = timedelta(hours=12)
 # 17 attempts: the last one about 77 hours (3.2 days) after the first.
 MAX_ATTEMPTS = 17
 RETRIED_STATUSES = {408, 429}
+# How long a claimed attempt may take before a sweep takes it as lost (its process crashed)
+# and makes the next one; an attempt normally ends within two TIMEOUT_SECONDS.
+CLAIM_LEASE = timedelta(minutes=5)
+SWEEP_BATCH = 100
 USER_AGENT = "Opportuna-Webhooks/1"
 
 
@@ -91,14 +101,20 @@ def signature(secret: str, message_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def signed_headers(*, secret: str, message_id: str, body: str, at: datetime) -> dict[str, str]:
+def signed_headers(
+    *, secrets: list[str], message_id: str, body: str, at: datetime
+) -> dict[str, str]:
+    """The Standard Webhooks headers; one signature per secret, space separated (the
+    convention's way to carry a new and an old secret while a receiver switches)."""
     timestamp = int(at.timestamp())
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(
+            signature(secret, message_id, timestamp, body) for secret in secrets
+        ),
     }
 
 
@@ -401,7 +417,10 @@ def _attempt(delivery: WebhookDelivery, at: datetime) -> Attempt:
     except UnsafeURLError as exc:
         return Attempt(error=str(exc))
     headers = signed_headers(
-        secret=endpoint.secret, message_id=delivery.message_id, body=delivery.body, at=at
+        secrets=endpoint.signing_secrets(at),
+        message_id=delivery.message_id,
+        body=delivery.body,
+        at=at,
     )
     try:
         status, response = _post(parts, address, headers, delivery.body)
@@ -418,19 +437,58 @@ def _attempt(delivery: WebhookDelivery, at: datetime) -> Attempt:
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    """What one attempt did, for the sweeper's report."""
+
+    delivery_id: int
+    endpoint_url: str
+    event_type: str
+    message_id: str
+    attempt: int
+    status: str
+    status_code: int | None
+    error: str
+    next_attempt_at: datetime | None
+
+
 def deliver(*, delivery_id: int, attempts: int) -> str:
     """Make the next attempt of a pending delivery that has had `attempts` so far.
 
-    A task whose delivery has moved on (delivered, failed, or tried by another task) does
-    nothing: claiming the attempt is one conditional UPDATE, so two workers never both send.
-    Returns the delivery's status afterwards ("skipped" when there was nothing to do).
+    A task whose delivery has moved on (delivered, failed, or tried by another task or a
+    sweep) does nothing. Returns the delivery's status afterwards ("skipped" when there was
+    nothing to do).
+    """
+    sent = attempt_delivery(delivery_id=delivery_id, attempts=attempts)
+    return "skipped" if sent is None else sent.status
+
+
+def attempt_delivery(
+    *, delivery_id: int, attempts: int, due_by: datetime | None = None
+) -> Sent | None:
+    """Claim and make attempt number `attempts + 1` of a delivery; None if it was not ours.
+
+    The claim is one conditional UPDATE (still pending, still `attempts` made), so two
+    workers or sweepers never make the same attempt. It moves `next_attempt_at` a lease
+    ahead: while the attempt runs no sweep takes it, and if its process dies a sweep makes
+    the next one once the lease is over. With `due_by` (a sweep) the delivery must also be
+    due by then and its endpoint active, or it is left alone.
     """
     started = timezone.now()
-    claimed = WebhookDelivery.objects.filter(
+    claim = WebhookDelivery.objects.filter(
         pk=delivery_id, status=DeliveryStatus.PENDING, attempt_count=attempts
-    ).update(attempt_count=attempts + 1, last_attempt_at=started, next_attempt_at=None)
+    )
+    if due_by is not None:
+        # A subquery, not a join: the UPDATE keeps its conditions on the delivery row itself,
+        # which PostgreSQL checks again on the newest row when two claims race.
+        claim = claim.filter(
+            next_attempt_at__lte=due_by, endpoint__in=WebhookEndpoint.objects.active().values("pk")
+        )
+    claimed = claim.update(
+        attempt_count=attempts + 1, last_attempt_at=started, next_attempt_at=started + CLAIM_LEASE
+    )
     if not claimed:
-        return "skipped"
+        return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
     clock = time.monotonic()
     outcome = _attempt(delivery, started)
@@ -449,7 +507,9 @@ def deliver(*, delivery_id: int, attempts: int) -> str:
         next_attempt_at = started + retry_delay(delivery.attempt_count)
     else:
         status = DeliveryStatus.FAILED
-    WebhookDelivery.objects.filter(pk=delivery_id).update(
+    # Only while the claim is still ours: an attempt that outlived its lease has been taken
+    # over by the next one, whose outcome stands (it sent the same webhook-id).
+    WebhookDelivery.objects.filter(pk=delivery_id, attempt_count=delivery.attempt_count).update(
         status=status,
         next_attempt_at=next_attempt_at,
         last_status_code=outcome.status_code,
@@ -463,7 +523,17 @@ def deliver(*, delivery_id: int, attempts: int) -> str:
         )
     if next_attempt_at is not None:
         _schedule_retry(delivery.pk, delivery.attempt_count, next_attempt_at)
-    return str(status)
+    return Sent(
+        delivery_id=delivery.pk,
+        endpoint_url=delivery.endpoint.url,
+        event_type=delivery.event_type,
+        message_id=delivery.message_id,
+        attempt=delivery.attempt_count,
+        status=str(status),
+        status_code=outcome.status_code,
+        error=outcome.error,
+        next_attempt_at=next_attempt_at,
+    )
 
 
 def _schedule_retry(delivery_id: int, attempts: int, at: datetime) -> None:
@@ -471,4 +541,51 @@ def _schedule_retry(delivery_id: int, attempts: int, at: datetime) -> None:
     if task.get_backend().supports_defer:
         task.using(run_after=at).enqueue(delivery_id, attempts)
     # A backend that cannot wait (the immediate one) leaves the delivery pending with its
-    # next attempt time; an admin can send it again from the delivery log.
+    # next attempt time, for `opportuna deliver_webhooks` (or an admin's "Send again now").
+
+
+# The sweep --------------------------------------------------------------------------------
+
+
+def due_deliveries(*, now: datetime) -> QuerySet[WebhookDelivery]:
+    """Pending deliveries of active endpoints whose next attempt is due by `now`, oldest
+    first (the partial index `webhook_delivery_due_idx`)."""
+    return (
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at__lte=now,
+            endpoint__is_active=True,
+        )
+        .select_related("endpoint")
+        .order_by("next_attempt_at", "pk")
+    )
+
+
+def deliver_due(*, limit: int | None = None, now: datetime | None = None) -> Iterator[Sent]:
+    """Make the next attempt of every delivery due by `now` (default: the sweep's start),
+    oldest first, at most `limit`; yields each attempt as it ends.
+
+    Safe beside workers and other sweeps: each attempt is claimed first, and one another
+    process claimed is skipped. What fails now is due again later, after `now`, so a sweep
+    ends.
+    """
+    now = now or timezone.now()
+    made = 0
+    seen: set[int] = set()
+    while limit is None or made < limit:
+        size = SWEEP_BATCH if limit is None else min(SWEEP_BATCH, limit - made)
+        batch = [
+            (pk, attempts)
+            for pk, attempts in due_deliveries(now=now).values_list("pk", "attempt_count")[:size]
+            if pk not in seen
+        ]
+        if not batch:
+            return
+        for pk, attempts in batch:
+            seen.add(pk)
+            sent = attempt_delivery(delivery_id=pk, attempts=attempts, due_by=now)
+            if sent is not None:
+                made += 1
+                yield sent
+                if limit is not None and made >= limit:
+                    return
