@@ -76,6 +76,9 @@ def account_data(admin_user, settings):
         opportunity=opportunity, actor=admin_user, scope="Setup", lines=[{"product": product}]
     )
     api_token_create(actor=admin_user, user=seller, name="Zapier")
+    from opportuna.insights.services import target_set
+
+    target_set(actor=admin_user, period_key="2026-06", amount=50_000_00, team=team)
     return opportunity
 
 

@@ -54,6 +54,25 @@ def test_sqlite_transactions_are_immediate():
     assert settings.DATABASES["default"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
 
 
+@pytest.mark.django_db
+def test_postgresql_sessions_run_without_jit():
+    if connection.vendor != "postgresql":
+        pytest.skip(f"a PostgreSQL session setting; this is {connection.vendor}")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+
+
+def test_a_database_urls_own_jit_option_wins():
+    from opportuna.settings import postgresql_options
+
+    assert postgresql_options({}) == {"options": "-c jit=off"}
+    assert postgresql_options({"options": "-c work_mem=8MB"}) == {
+        "options": "-c work_mem=8MB -c jit=off"
+    }
+    assert postgresql_options({"options": "-c jit=on"}) == {"options": "-c jit=on"}
+
+
 def import_settings(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """Import opportuna.settings in a fresh interpreter with only the given variables set."""
     env = {

@@ -1,5 +1,9 @@
 """Behaviour analysis and probability calibration: what is counted, how it is bucketed, what
-makes a sentence, and only what the user may see, in a fixed number of queries."""
+makes a sentence, and only what the user may see, in a fixed number of queries.
+
+Each case runs twice: on the stored closed-deal facts (what the pages read; rebuilt first,
+since these rows are written straight into the database) and on the event log walk they are
+computed from (the reference)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +18,12 @@ from opportuna.insights.analysis import (
     MIN_SAMPLE,
     InsightFilters,
     behaviour_analysis,
+    behaviour_analysis_from_log,
     probability_calibration,
+    probability_calibration_from_log,
     wilson,
 )
+from opportuna.insights.facts import rebuild_deal_facts
 from opportuna.sales.models import Activity, Opportunity, Status
 from opportuna.sales.services import (
     opportunity_close_lost,
@@ -90,8 +97,32 @@ def rows(dimension):
     return {row.key: (row.n, row.won) for row in dimension.rows}
 
 
-def analyse(user, **filters):
-    return behaviour_analysis(user=user, filters=InsightFilters(**filters))
+@pytest.fixture(params=["facts", "log"])
+def analyse(request):
+    """behaviour_analysis on freshly rebuilt facts, or the event-log reference."""
+
+    def run(user, **filters):
+        if request.param == "log":
+            return behaviour_analysis_from_log(user=user, filters=InsightFilters(**filters))
+        rebuild_deal_facts()
+        return behaviour_analysis(user=user, filters=InsightFilters(**filters))
+
+    return run
+
+
+@pytest.fixture(params=["facts", "log"])
+def calibrate(request):
+    """probability_calibration on freshly rebuilt facts, or the event-log reference."""
+
+    def run(user, step=None, **filters):
+        compute = probability_calibration
+        if request.param == "log":
+            compute = probability_calibration_from_log
+        else:
+            rebuild_deal_facts()
+        return compute(user=user, filters=InsightFilters(**filters), step=step)
+
+    return run
 
 
 # Wilson interval ------------------------------------------------------------------------
@@ -111,7 +142,7 @@ def test_wilson_interval_of_nothing_is_everything():
 # Position of the first demo ------------------------------------------------------------
 
 
-def test_demo_position_counts_the_visits_done_before_the_first_demo(cast):
+def test_demo_position_counts_the_visits_done_before_the_first_demo(analyse, cast):
     demo_first = closed(cast, won=False)
     did(demo_first, "demo", day=1)
     did(demo_first, "visit", day=2)  # after the demo: does not count
@@ -141,7 +172,7 @@ def test_demo_position_counts_the_visits_done_before_the_first_demo(cast):
     }
 
 
-def test_activities_after_closing_or_only_planned_do_not_count(cast):
+def test_activities_after_closing_or_only_planned_do_not_count(analyse, cast):
     opp = closed(cast, won=True, days=10)
     did(opp, "demo", day=20)  # after closing
     Activity.objects.create(
@@ -155,7 +186,7 @@ def test_activities_after_closing_or_only_planned_do_not_count(cast):
     assert rows(visits)["0"] == (1, 1)
 
 
-def test_win_rate_is_won_over_won_and_lost_ignoring_open_and_cancelled(cast):
+def test_win_rate_is_won_over_won_and_lost_ignoring_open_and_cancelled(analyse, cast):
     closed(cast, won=True)
     closed(cast, won=False)
     closed(cast, won=False)
@@ -170,7 +201,7 @@ def test_win_rate_is_won_over_won_and_lost_ignoring_open_and_cancelled(cast):
     assert baseline.rate == pytest.approx(1 / 3)
 
 
-def test_activity_counts_are_bucketed_none_one_two_three_or_more(cast):
+def test_activity_counts_are_bucketed_none_one_two_three_or_more(analyse, cast):
     for calls in (0, 1, 2, 3, 5):
         opp = closed(cast, won=calls >= 2)
         for day in range(calls):
@@ -181,7 +212,7 @@ def test_activity_counts_are_bucketed_none_one_two_three_or_more(cast):
     assert rows(calls) == {"0": (1, 0), "1": (1, 0), "2": (1, 1), "3": (2, 2)}
 
 
-def test_time_to_first_activity_is_measured_from_creation(cast):
+def test_time_to_first_activity_is_measured_from_creation(analyse, cast):
     for days_later in (0, 2, 5, 12):
         opp = closed(cast, won=True, days=40)
         did(opp, "call", day=days_later, hour=11)
@@ -201,7 +232,7 @@ def test_time_to_first_activity_is_measured_from_creation(cast):
 # Who sees what, and filters -------------------------------------------------------------
 
 
-def test_a_salesperson_analyses_only_the_opportunities_they_may_see(cast):
+def test_a_salesperson_analyses_only_the_opportunities_they_may_see(analyse, cast):
     account = Account.load()
     account.visibility = VisibilityPolicy.OWN
     account.save()
@@ -214,7 +245,7 @@ def test_a_salesperson_analyses_only_the_opportunities_they_may_see(cast):
     assert analyse(cast.admin).baseline.n == 3
 
 
-def test_filters_narrow_by_pipeline_owner_team_and_close_dates(cast):
+def test_filters_narrow_by_pipeline_owner_team_and_close_dates(analyse, cast):
     other_pipeline = PipelineFactory(name="Renewals")
     closed(cast, won=True, owner=cast.owner, days=10)
     closed(cast, won=True, owner=cast.teammate, days=40)
@@ -253,7 +284,7 @@ def make_pattern(cast, *, demo_first, after_two):
         did(opp, "demo", day=3)
 
 
-def test_a_clear_difference_on_enough_deals_makes_a_sentence_with_sample_sizes(cast):
+def test_a_clear_difference_on_enough_deals_makes_a_sentence_with_sample_sizes(analyse, cast):
     make_pattern(cast, demo_first=(40, 6), after_two=(40, 30))
 
     result = analyse(cast.admin)
@@ -267,7 +298,7 @@ def test_a_clear_difference_on_enough_deals_makes_a_sentence_with_sample_sizes(c
     assert marks["after_2"] == "above" and marks["demo_first"] == "below"
 
 
-def test_small_samples_are_labelled_and_never_make_a_sentence(cast):
+def test_small_samples_are_labelled_and_never_make_a_sentence(analyse, cast):
     make_pattern(cast, demo_first=(MIN_SAMPLE - 1, 0), after_two=(MIN_SAMPLE - 1, MIN_SAMPLE - 1))
 
     result = analyse(cast.admin)
@@ -278,25 +309,37 @@ def test_small_samples_are_labelled_and_never_make_a_sentence(cast):
     assert by_key["demo_first"].versus == "" == by_key["after_2"].versus
 
 
-def test_no_sentence_when_buckets_do_not_differ(cast):
+def test_no_sentence_when_buckets_do_not_differ(analyse, cast):
     make_pattern(cast, demo_first=(40, 20), after_two=(40, 20))
 
     assert not [f for f in analyse(cast.admin).findings if f.dimension == "demo"]
 
 
-def test_the_analysis_takes_three_queries_whatever_the_data(cast, django_assert_num_queries):
-    # 1 activity types, 1 demo position x days to first activity, 1 union of per-type counts
-    with django_assert_num_queries(3):
-        analyse(cast.admin)
+@pytest.mark.parametrize(
+    ("compute", "queries"),
+    [
+        # activity types; the facts grouped by demo position, days to the first activity and
+        # activity profile (which give the totals and the per-type counts too)
+        (behaviour_analysis, 2),
+        # activity types; closed opportunities and wins; the activity walk, grouped
+        (behaviour_analysis_from_log, 3),
+    ],
+)
+def test_the_analysis_takes_a_fixed_number_of_queries_whatever_the_data(
+    compute, queries, cast, django_assert_num_queries
+):
+    with django_assert_num_queries(queries):
+        compute(user=cast.admin, filters=InsightFilters())
     make_pattern(cast, demo_first=(15, 2), after_two=(15, 12))
-    with django_assert_num_queries(3):
-        analyse(cast.admin)
+    rebuild_deal_facts()
+    with django_assert_num_queries(queries):
+        compute(user=cast.admin, filters=InsightFilters())
 
 
 # Calibration ----------------------------------------------------------------------------
 
 
-def test_probability_thirty_days_before_closing_comes_from_the_event_log(cast, reason):
+def test_probability_thirty_days_before_closing_comes_from_the_event_log(calibrate, cast, reason):
     with clock(T0):
         opp = opportunity_create(actor=cast.owner, title="Deal", pipeline=cast.pipeline)
     steps = list(cast.pipeline.steps.order_by("position"))
@@ -307,14 +350,14 @@ def test_probability_thirty_days_before_closing_comes_from_the_event_log(cast, r
     with clock(T0 + timedelta(days=60)):
         opportunity_close_lost(opportunity=opp, actor=cast.owner, reason=reason)
 
-    result = probability_calibration(user=cast.admin, filters=InsightFilters())
+    result = calibrate(cast.admin)
 
     assert result.overall.n == 1
     assert result.overall.predicted == pytest.approx(0.50)
     assert [band.n for band in result.bands][5] == 1
 
 
-def test_a_deal_younger_than_thirty_days_carries_its_creation_probability(cast):
+def test_a_deal_younger_than_thirty_days_carries_its_creation_probability(calibrate, cast):
     with clock(T0):
         opp = opportunity_create(
             actor=cast.owner, title="Quick", pipeline=cast.pipeline, probability=35
@@ -324,21 +367,21 @@ def test_a_deal_younger_than_thirty_days_carries_its_creation_probability(cast):
     with clock(T0 + timedelta(days=10)):
         opportunity_close_won(opportunity=opp, actor=cast.owner)
 
-    overall = probability_calibration(user=cast.admin, filters=InsightFilters()).overall
+    overall = calibrate(cast.admin).overall
 
     assert overall.predicted == pytest.approx(0.35)
     assert (overall.n, overall.won) == (1, 1)
 
 
-def test_a_deal_without_events_carries_its_current_probability(cast):
+def test_a_deal_without_events_carries_its_current_probability(calibrate, cast):
     closed(cast, won=True, probability=70)
 
-    overall = probability_calibration(user=cast.admin, filters=InsightFilters()).overall
+    overall = calibrate(cast.admin).overall
 
     assert overall.predicted == pytest.approx(0.70)
 
 
-def test_at_a_step_the_probability_is_the_one_carried_on_reaching_it(cast, reason):
+def test_at_a_step_the_probability_is_the_one_carried_on_reaching_it(calibrate, cast, reason):
     steps = list(cast.pipeline.steps.order_by("position"))
     with clock(T0):
         reached = opportunity_create(actor=cast.owner, title="A", pipeline=cast.pipeline)
@@ -353,24 +396,24 @@ def test_at_a_step_the_probability_is_the_one_carried_on_reaching_it(cast, reaso
         opportunity_close_won(opportunity=reached, actor=cast.owner)
         opportunity_close_lost(opportunity=never, actor=cast.owner, reason=reason)
 
-    result = probability_calibration(user=cast.admin, filters=InsightFilters(), step=steps[2])
+    result = calibrate(cast.admin, step=steps[2])
 
     assert (result.overall.n, result.overall.won) == (1, 1)
     assert result.overall.predicted == pytest.approx(0.60)
     assert result.basis == "step"
 
 
-def test_bands_hold_probabilities_by_tens_with_100_in_the_last(cast):
+def test_bands_hold_probabilities_by_tens_with_100_in_the_last(calibrate, cast):
     for probability in (0, 9, 10, 55, 99, 100):
         closed(cast, won=True, probability=probability)
 
-    bands = probability_calibration(user=cast.admin, filters=InsightFilters()).bands
+    bands = calibrate(cast.admin).bands
 
     assert [band.n for band in bands] == [2, 1, 0, 0, 0, 1, 0, 0, 0, 2]
     assert bands[-1].label == "90–100%"
 
 
-def test_owners_who_over_and_under_estimate_are_told_apart(cast):
+def test_owners_who_over_and_under_estimate_are_told_apart(calibrate, cast):
     hopeful = UserFactory(username="hopeful", team=cast.team_a)
     cautious = UserFactory(username="cautious", team=cast.team_a)
     for index in range(MIN_SAMPLE):
@@ -378,10 +421,7 @@ def test_owners_who_over_and_under_estimate_are_told_apart(cast):
         closed(cast, won=index >= 3, owner=cautious, probability=10)
     closed(cast, won=True, owner=cast.owner, probability=50)
 
-    owners = {
-        c.key: c.verdict
-        for c in probability_calibration(user=cast.admin, filters=InsightFilters()).owners
-    }
+    owners = {c.key: c.verdict for c in calibrate(cast.admin).owners}
 
     assert owners == {
         str(hopeful.pk): "over",
@@ -390,14 +430,16 @@ def test_owners_who_over_and_under_estimate_are_told_apart(cast):
     }
 
 
-def test_calibration_shows_only_visible_opportunities_in_two_queries(
-    cast, django_assert_num_queries
+@pytest.mark.parametrize("compute", [probability_calibration, probability_calibration_from_log])
+def test_calibration_shows_only_visible_opportunities_in_one_query(
+    compute, cast, django_assert_num_queries
 ):
     closed(cast, won=True, owner=cast.owner, probability=40)
     closed(cast, won=False, owner=cast.other, probability=40)
+    rebuild_deal_facts()
 
     with django_assert_num_queries(1):  # per band and owner, with the names
-        result = probability_calibration(user=cast.owner, filters=InsightFilters())
+        result = compute(user=cast.owner, filters=InsightFilters())
 
     assert result.overall.n == 1
     assert [c.label for c in result.owners] == [str(cast.owner.get_full_name() or cast.owner)]

@@ -5,8 +5,10 @@ import csv
 import io
 import json
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from opportuna.accounts.models import Account, VisibilityPolicy
 from opportuna.core.money import from_cents, weighted_cents
+from opportuna.insights import selectors
 from opportuna.insights.management.commands.forecast import Command as ForecastCommand
 from opportuna.insights.periods import (
     MAX_PERIODS,
@@ -27,9 +30,11 @@ from opportuna.insights.periods import (
     periods_between,
 )
 from opportuna.insights.selectors import (
+    ForecastFilters,
     ForecastRow,
     UndatedOpen,
     forecast,
+    forecast_cells,
     forecast_total,
     forecast_undated,
 )
@@ -277,10 +282,13 @@ def in_savepoint(check):
     period=periods,
     by=breakdowns,
     dates=ranges,
+    branched=st.booleans(),
 )
-def test_forecast_equals_python_computation(world, data, viewer, period, by, dates):
+def test_forecast_equals_python_computation(world, data, viewer, period, by, dates, branched):
     start, end = dates
     user = world["users"][viewer]
+    # Both ways of reading the periods: a branch per period, or one query grouped per row.
+    limit = selectors.BRANCHED_PERIODS if branched else 0
 
     def check():
         created = Opportunity.objects.bulk_create(
@@ -288,7 +296,9 @@ def test_forecast_equals_python_computation(world, data, viewer, period, by, dat
         )
         visible = [o for o in created if python_sees(world, user, o)]
         expected = python_forecast(visible, period=period, start=start, end=end, by=by)
-        assert forecast(user=user, period=period, start=start, end=end, by=by) == expected
+        with mock.patch.object(selectors, "BRANCHED_PERIODS", limit):
+            got = forecast(user=user, period=period, start=start, end=end, by=by)
+        assert got == expected
         total = forecast_total(user=user, start=start, end=end)
         for name in COUNTERS:
             assert getattr(total, name) == sum(getattr(row, name) for row in expected)
@@ -313,6 +323,42 @@ def test_manager_forecast_is_the_sum_of_his_team_members(world, data, period, by
         args = {"period": period, "start": start, "end": end, "by": by}
         members = [forecast(user=member, **args) for member in (cast.owner, cast.teammate)]
         assert forecast(user=cast.manager, **args) == merged(*members)
+
+    in_savepoint(check)
+
+
+@property_settings
+@given(
+    data=st.lists(
+        opportunity_fields(["owner", "teammate", "other", "manager", "admin"]), max_size=20
+    ),
+    viewer=st.sampled_from(["admin", "manager", "owner"]),
+    period=periods,
+    by=st.sampled_from([None, "owner", "team"]),
+    dates=ranges,
+    team_only=st.booleans(),
+)
+def test_page_cells_read_by_branches_equal_the_grouped_query(
+    world, data, viewer, period, by, dates, team_only
+):
+    """The page's sums and band inputs, a branch per period or grouped per row: the same."""
+    start, end = dates
+    user = world["users"][viewer]
+    filters = ForecastFilters(team=world["cast"].team_a.pk) if team_only else None
+    args = {"user": user, "period": period, "start": start, "end": end, "by": by}
+
+    def check():
+        Opportunity.objects.bulk_create([make_opportunity(world, **fields) for fields in data])
+        branched = forecast_cells(**args, filters=filters)
+        with mock.patch.object(selectors, "BRANCHED_PERIODS", 0):
+            grouped = forecast_cells(**args, filters=filters)
+        assert [cell.row for cell in branched] == [cell.row for cell in grouped]
+        for mine, theirs in zip(branched, grouped, strict=True):
+            assert replace(mine.range, variance_x10000=0.0) == replace(
+                theirs.range, variance_x10000=0.0
+            )
+            # Float sums in another order may differ in the last bits.
+            assert mine.range.variance_x10000 == pytest.approx(theirs.range.variance_x10000)
 
     in_savepoint(check)
 
@@ -518,8 +564,15 @@ def test_forecast_is_one_query_whatever_the_size(world, django_assert_num_querie
         )
     manager = world["cast"].manager
     span = {"start": date(2026, 1, 1), "end": date(2028, 12, 31)}
-    with django_assert_num_queries(1):  # the grouped aggregate, visibility included
+    # the sums, visibility included: the 36 months' branches in one UNION ALL when the
+    # indexes hold the breakdown, else one query grouped per row
+    with django_assert_num_queries(1) as context:
         forecast(user=manager, period="month", by=by, **span)
+    branches = context.captured_queries[0]["sql"].count("UNION ALL") + 1
+    assert branches == (2 * 36 if by in (None, "owner", "team") else 1)
+    with django_assert_num_queries(1) as context:  # past BRANCHED_PERIODS: grouped per row
+        forecast(user=manager, period="month", by=by, start=span["start"], end=date(2040, 1, 1))
+    assert "UNION" not in context.captured_queries[0]["sql"]
     with django_assert_num_queries(1):  # the aggregate over the whole range
         forecast_total(user=manager, **span)
     with django_assert_num_queries(1):  # the undated open ones

@@ -8,29 +8,41 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
+from opportuna.insights.facts import rebuild_deal_facts
 from opportuna.insights.periods import add_months
 from opportuna.insights.statistics import (
     DEFAULT_ROT_DAYS,
     MAX_RANGE_MONTHS,
     StatisticsFilters,
     activities_per_outcome,
+    activities_per_outcome_from_activities,
     activity_report,
     activity_types,
     default_range,
     lost_reason_matrix,
     lost_reasons,
+    lost_reasons_of,
     rotting_deals,
     step_funnel,
+    step_funnel_from_log,
     weeks_between,
     win_rates,
 )
+from opportuna.insights.steps import rebuild_step_visits
 from opportuna.sales.models import (
     Activity,
     EventKind,
     Opportunity,
     OpportunityEvent,
     Status,
+)
+from opportuna.sales.services import (
+    activity_log,
+    opportunity_close_lost,
+    opportunity_close_won,
+    opportunity_create,
 )
 from tests.factories import (
     LostReasonFactory,
@@ -449,6 +461,7 @@ def funnel_world(world):
     # Another team's, seen only by the admin.
     history(world, owner="other", created=t0, moves=[(3, t0 + 10 * DAY)],
             close=(Status.CANCELLED, t0 + 11 * DAY))  # fmt: skip
+    rebuild_step_visits()  # the events above were written around the services
     return t0, a, b, c
 
 
@@ -552,10 +565,12 @@ def test_step_funnel_matches_python(world, who):
     Opportunity.objects.filter(pk=renewal.pk).update(
         status=Status.WON, won_amount=1, next_action_at=None, closed_at=t1 + 9 * DAY
     )
+    rebuild_step_visits()
 
     user = getattr(world["cast"], who)
     sets, stays, waiting = python_funnel(world, user, filters(), NOW)
     funnels = step_funnel(user=user, filters=filters(), now=NOW)
+    assert funnels == step_funnel_from_log(user=user, filters=filters(), now=NOW)
     assert sorted(f.pipeline.name for f in funnels) == ["Renewals", "Sales"]
     for funnel in funnels:
         for row in funnel.steps:
@@ -657,6 +672,8 @@ def test_lost_reason_breakdown_matches_python(world, by):
                 assert cell.share == pytest.approx(100 * cell.count / column.count)
     if by == "month":
         assert [c.key for c in matrix.columns] == [f"2026-0{m}" for m in range(1, 7)]
+    # The page adds the shares up from the breakdown rather than asking again.
+    assert lost_reasons_of(matrix) == lost_reasons(user=user, filters=filters())
 
 
 # Activity report ------------------------------------------------------------------------
@@ -770,7 +787,11 @@ def test_activities_per_won_and_lost_deal(world):
     done(won, "call", closing + DAY)  # after closing: did not lead to it
     done(lost, "call", closing - 3 * DAY)
     done(cancelled, "demo", closing - 3 * DAY)
+    rebuild_deal_facts()  # the activities above were written around the services
     outcome = activities_per_outcome(
+        user=world["cast"].owner, filters=filters(), types=activity_types()
+    )
+    assert outcome == activities_per_outcome_from_activities(
         user=world["cast"].owner, filters=filters(), types=activity_types()
     )
     assert (outcome.won_deals, outcome.lost_deals) == (2, 1)
@@ -779,6 +800,30 @@ def test_activities_per_won_and_lost_deal(world):
     assert per_type["visit"] == (0.5, 0.0)
     assert per_type["demo"] == (0.0, 0.0)
     assert (outcome.total_per_won, outcome.total_per_lost) == (1.5, 1.0)
+
+
+def test_activities_per_outcome_follow_the_services(world, django_capture_on_commit_callbacks):
+    cast, price = world["cast"], world["reasons"]["price"]
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(4):
+            opp = opportunity_create(actor=cast.owner, title=f"Deal {n}", pipeline=cast.pipeline)
+            for key in ("call", "visit", "call", "demo")[: n + 1]:
+                activity_log(opportunity=opp, actor=cast.owner, type=activity_type(key))
+            if n % 2:
+                opportunity_close_lost(opportunity=opp, actor=cast.owner, reason=price)
+            else:
+                opportunity_close_won(opportunity=opp, actor=cast.owner)
+            activity_log(opportunity=opp, actor=cast.owner, type=activity_type("visit"))
+    today = timezone.localdate()
+    chosen = filters(start=today - 30 * DAY, end=today)
+    for user in (cast.admin, cast.manager, cast.other):  # all, their team's, none of them
+        assert activities_per_outcome(
+            user=user, filters=chosen, types=activity_types()
+        ) == activities_per_outcome_from_activities(
+            user=user, filters=chosen, types=activity_types()
+        )
+    outcome = activities_per_outcome(user=cast.owner, filters=chosen, types=activity_types())
+    assert (outcome.won_deals, outcome.lost_deals, sum(outcome.won_counts)) == (2, 2, 4)
 
 
 # Rotting deals --------------------------------------------------------------------------

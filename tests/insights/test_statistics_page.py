@@ -12,6 +12,8 @@ from django.utils.html import escape
 from openpyxl import load_workbook
 
 from opportuna.insights.exports import CSV_TYPE, XLSX_TYPE
+from opportuna.insights.facts import rebuild_deal_facts
+from opportuna.insights.steps import rebuild_step_visits
 from opportuna.sales.models import (
     Activity,
     EventKind,
@@ -99,6 +101,9 @@ def populate(cast, count):
             Activity.objects.create(
                 opportunity=opp, type=call, user=owner, done_at=timezone.now() - 20 * DAY
             )
+    # Written around the services: derive what the services would have kept in step.
+    rebuild_step_visits()
+    rebuild_deal_facts()
 
 
 def url(name, **query):
@@ -323,9 +328,9 @@ def test_win_rate_download_has_a_row_per_group_and_the_total(client, cast):
 OWN_QUERIES = {
     "insights:statistics": 2,  # counts per group, cycle quartiles
     "insights:statistics_funnel": 3,  # steps, counts per step, times per step
-    "insights:statistics_lost": 2,  # shares, breakdown
+    "insights:statistics_lost": 1,  # the breakdown, which the shares add up from
     "insights:statistics_activities": 4,  # types, per person and week, deals, per outcome
-    "insights:statistics_rotting": 2,  # per owner, the longest idle
+    "insights:statistics_rotting": 2,  # the longest idle per owner and counts, then those
 }
 
 
@@ -350,8 +355,13 @@ def test_each_download_runs_a_constant_number_of_queries(
 ):
     populate(cast, count)
     client.force_login(cast.manager)
-    # session, user, then the page's own queries but the second half of the activities page
-    own = {"insights:statistics_activities": 2, "insights:statistics_lost": 1}
+    # session, user, then the page's own queries but the second half of the activities page;
+    # the rotting deals all at once, without ranking them first
+    own = {
+        "insights:statistics_activities": 2,
+        "insights:statistics_lost": 1,
+        "insights:statistics_rotting": 1,
+    }
     with django_assert_num_queries(2 + own.get(name, OWN_QUERIES[name])):
         response = client.get(*url(name, format="csv"))
         b"".join(response.streaming_content)

@@ -291,3 +291,13 @@ def test_the_bulk_loaded_opportunities_are_in_the_search_index():
     word = max(bulk_loaded.title.split(), key=len)
     found = search_everything(user=admin, text=word, limit=200)
     assert bulk_loaded in found.titles + found.elsewhere
+
+
+def test_the_bulk_load_fills_the_insights_derived_tables():
+    from opportuna.insights.models import DealFacts, ForecastOpening, StepVisit
+
+    demo(today=TODAY)
+    closed = Opportunity.objects.filter(status__in=[Status.WON, Status.LOST]).count()
+    assert DealFacts.objects.count() == closed
+    assert StepVisit.objects.values("opportunity").distinct().count() == Opportunity.objects.count()
+    assert ForecastOpening.objects.exists()

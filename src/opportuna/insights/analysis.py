@@ -1,12 +1,21 @@
 """Behaviour analysis and probability calibration over closed opportunities, in SQL.
 
 Both look at won and lost opportunities (cancelled ones won nothing and lost to nobody) that
-the user may see, closed in the filter's date range. The database does the work in one pass:
-a window over the activities (or the probability events) of those opportunities, in the order
-of their timeline, then GROUP BY a few small bucket numbers, so each question comes back as a
-handful of rows (count, wins). Django builds the inner query (from `visible_opportunities`);
-the grouping around it is written by hand because Django cannot group over window results.
+the user may see, closed in the filter's date range. What happened before each of them
+closed (visits before the first demo, days to the first activity, activities per type, the
+probability carried 30 days before closing) is stored once per deal by `insights.facts`,
+kept in step after every committed change, so a request reads one narrow row per deal,
+joined with `visible_opportunities` and grouped by a few small bucket numbers (and the short
+activity profile): each question comes back as a handful of rows (count, wins), a few
+thousand at most. Django builds the inner query; the grouping around it is written by hand.
 Python only adds the Wilson interval and the words, over those few rows.
+
+The walk those facts come from stays here: a window over the activities (or the probability
+events) of the opportunities, in the order of their timeline. `insights.facts` runs it per
+deal when it stores them; the calibration at a chosen step runs it on each request (the step
+is the user's choice, so there is nothing to store); `behaviour_analysis_from_log` and
+`probability_calibration_from_log` run it over everything, as the reference the stored facts
+are tested against.
 
 Significance is deliberately plain: a bucket differs from the baseline (all the opportunities
 analysed) when it holds at least `MIN_SAMPLE` of them and its 95% Wilson interval does not
@@ -47,6 +56,7 @@ from django.utils.translation import ngettext
 
 from opportuna.accounts.models import Team, User
 from opportuna.accounts.selectors import users_managed_by
+from opportuna.insights.models import DealFacts
 from opportuna.insights.periods import local_day_range
 from opportuna.sales.models import (
     Activity,
@@ -247,36 +257,51 @@ def _running_count(condition: Q | None = None) -> Window:
     )
 
 
+def done_by_close(closed: OpportunityQuerySet) -> models.QuerySet[Activity]:
+    """The activities of these closed opportunities that were done by the time they closed
+    (planned ones and those done later do not count): what the analysis looks at."""
+    return Activity.objects.filter(
+        opportunity__in=closed.values("pk"),
+        done_at__isnull=False,
+        done_at__lte=F("opportunity__closed_at"),
+    )
+
+
 def activity_walk(
-    closed: OpportunityQuerySet, types: list[ActivityType], *, visit_id: int | None
+    closed: OpportunityQuerySet,
+    types: list[ActivityType],
+    *,
+    visit_id: int | None,
+    days_cap: int | None = 8,
+    activities: models.QuerySet[Activity] | None = None,
 ) -> models.QuerySet[Activity]:
     """Every activity done by the time its opportunity closed, in the opportunity's order.
 
-    Per row: `kind` (type id), `won` (1 if the opportunity was won), `nth` (its rank in the
-    opportunity), `visits_so_far`, `of_type_<id>` (running count per type: the rank of the
-    row among its own type, when read for its own type) and `days_in` (whole days since the
-    opportunity was created, 0 to 8). One window over (opportunity, done_at), so the
-    database walks the activities once, in the order of the timeline index.
+    Per row: `opp` (the opportunity), `kind` (type id), `won` (1 if the opportunity was won),
+    `nth` (its rank in the opportunity), `visits_so_far`, `of_type_<id>` (running count per
+    type: the rank of the row among its own type, when read for its own type) and `days_in`
+    (whole days since the opportunity was created, at least 0, at most `days_cap` if given).
+    One window over (opportunity, done_at), so the database walks the activities once, in
+    the order of the timeline index. `activities` (default `done_by_close(closed)`) may narrow
+    them further, for the database's sake (a range of opportunity ids it can read by index).
     """
     running = {f"of_type_{t.pk}": _running_count(Q(type_id=t.pk)) for t in types}
+    days_in: Any = Greatest(WholeDaysBetween(F("opportunity__created_at"), F("done_at")), Value(0))
+    if days_cap is not None:
+        days_in = Least(days_in, Value(days_cap))
+    if activities is None:
+        activities = done_by_close(closed)
     return (
-        Activity.objects.filter(
-            opportunity__in=closed.values("pk"),
-            done_at__isnull=False,
-            done_at__lte=F("opportunity__closed_at"),
-        )
-        .annotate(
+        activities.annotate(
+            opp=F("opportunity_id"),
             kind=F("type_id"),
             won=Case(When(opportunity__status=Status.WON, then=1), default=0),
             nth=_running_count(),
             visits_so_far=_running_count(Q(type_id=visit_id)) if visit_id else Value(0),
-            days_in=Least(
-                Greatest(WholeDaysBetween(F("opportunity__created_at"), F("done_at")), Value(0)),
-                Value(8),
-            ),
+            days_in=days_in,
             **running,
         )
-        .values("kind", "won", "nth", "visits_so_far", "days_in", *running)
+        .values("opp", "kind", "won", "nth", "visits_so_far", "days_in", *running)
         .order_by()
     )
 
@@ -627,8 +652,115 @@ def _add(tally: dict[int, tuple[int, int]], key: int, n: int, won: int) -> None:
     tally[key] = (before[0] + n, before[1] + won)
 
 
+Pair = tuple[int, int]  # (opportunities, won among them)
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """What the behaviour analysis counts, as (opportunities, won) pairs.
+
+    `demo_position`: visits before the first demo (0 to 3, 3 meaning 3 or more);
+    `first_days`: whole days from creation to the first activity (0 to 8, 8 meaning more than
+    a week); `per_type`: type id -> exactly 1, 2, or 3 or more activities of it. Whatever is
+    not counted (no demo, no activity, none of a type) is the rest of `total`.
+    """
+
+    total: Pair
+    demo_position: dict[int, Pair]
+    first_days: dict[int, Pair]
+    per_type: dict[int, dict[int, Pair]]
+
+
+def _analysis(types: list[ActivityType], tally: _Tally) -> BehaviourAnalysis:
+    """The dimensions, their win rates against the baseline, and the sentences."""
+    total = tally.total
+    baseline = win_rate(key="all", label=_("All closed opportunities"), n=total[0], won=total[1])
+
+    def with_rest(counted: Mapping[int, Pair], rest_key: int) -> dict[int, Pair]:
+        rest = (
+            total[0] - sum(n for n, _won in counted.values()),
+            total[1] - sum(won for _n, won in counted.values()),
+        )
+        return {**counted, rest_key: rest}
+
+    demo = _demo_dimension(with_rest(tally.demo_position, -1), baseline)
+    contact = _contact_dimension(with_rest(tally.first_days, -1), baseline)
+    activities = [
+        _activity_dimension(t, with_rest(tally.per_type.get(t.pk, {}), 0), baseline) for t in types
+    ]
+    analysis = BehaviourAnalysis(baseline, demo, contact, activities)
+    found = [f for f in (_finding(d, baseline) for d in analysis.dimensions) if f is not None]
+    found.sort(key=lambda f: f.spread, reverse=True)
+    return BehaviourAnalysis(baseline, demo, contact, activities, found[:MAX_FINDINGS])
+
+
+def _outcomes_sql(closed: OpportunityQuerySet) -> tuple[str, tuple[Any, ...]]:
+    """The closed opportunities as rows (opp, seller, won 0/1, current probability)."""
+    rows = closed.annotate(
+        opp=F("pk"),
+        seller=F("owner_id"),
+        won=Case(When(status=Status.WON, then=1), default=0),
+        current=F("probability"),
+    ).values("opp", "seller", "won", "current")
+    return rows.query.sql_with_params()
+
+
 def behaviour_analysis(*, user: User, filters: InsightFilters) -> BehaviourAnalysis:
-    """Win rate of closed opportunities by what was done before closing; three queries.
+    """Win rate of closed opportunities by what was done before closing; two queries.
+
+    Reads the stored facts of each closed deal (`insights.facts`), not the activities:
+    (1) the activity types; (2) the closed opportunities with their facts, grouped by the
+    visits before the first demo, the days to the first activity and the activity profile
+    (some thousands of rows, whatever the number of deals), which also gives the totals and
+    the per-type counts. Opportunities without stored facts (written without the services, before
+    `opportuna rebuild_insights`) count as having had no activity.
+    `behaviour_analysis_from_log` computes the same from the activities.
+    """
+    types = list(ActivityType.objects.order_by("position", "name"))
+    closed = closed_opportunities(user=user, filters=filters)
+    outcomes, params = _outcomes_sql(closed)
+    facts = connection.ops.quote_name(DealFacts._meta.db_table)
+    # Grouped first by the stored values themselves: the planner knows how many distinct
+    # values columns hold, so it hashes a few thousand groups; grouped by bucket formulas
+    # straight away, it would sort every row. The buckets then group those few thousand.
+    sql = f"""
+        SELECT CASE WHEN g.visits IS NULL THEN -1 WHEN g.visits > 3 THEN 3 ELSE g.visits END,
+               CASE WHEN g.days IS NULL THEN -1 WHEN g.days > 8 THEN 8 ELSE g.days END,
+               g.profile, SUM(g.n), SUM(g.won)
+        FROM (
+            SELECT f.visits_before_demo AS visits, f.days_to_first_activity AS days,
+                   COALESCE(f.activity_profile, '') AS profile, COUNT(*) AS n, SUM(o.won) AS won
+            FROM ({outcomes}) AS o
+            LEFT JOIN {facts} AS f ON f.opportunity_id = o.opp
+            GROUP BY f.visits_before_demo, f.days_to_first_activity, f.activity_profile
+        ) AS g
+        GROUP BY 1, 2, 3
+    """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+
+    total = (0, 0)
+    demo_position: dict[int, Pair] = {}
+    first_days: dict[int, Pair] = {}
+    per_type: dict[int, dict[int, Pair]] = {}
+    for visits, days, profile, n, won in rows:
+        n, won = int(n), int(won or 0)
+        total = (total[0] + n, total[1] + won)
+        if visits >= 0:
+            _add(demo_position, int(visits), n, won)
+        if days >= 0:
+            _add(first_days, int(days), n, won)
+        for item in filter(None, profile.split(",")):
+            type_id, number = item.split(":")
+            _add(per_type.setdefault(int(type_id), {}), int(number), n, won)
+    return _analysis(types, _Tally(total, demo_position, first_days, per_type))
+
+
+def behaviour_analysis_from_log(*, user: User, filters: InsightFilters) -> BehaviourAnalysis:
+    """`behaviour_analysis` computed by walking every activity, as it was before the facts
+    were stored; three queries, slow on a large account. The reference the stored facts are
+    tested against, and the plainest statement of what they mean.
 
     (1) the activity types; (2) the closed opportunities, won ones among them; (3) one walk
     over their activities, grouped (see `activity_walk`). Buckets with none of something
@@ -639,12 +771,11 @@ def behaviour_analysis(*, user: User, filters: InsightFilters) -> BehaviourAnaly
     closed = closed_opportunities(user=user, filters=filters)
     totals = closed.aggregate(opp_count=Count("pk"), won_count=Count("pk", filter=WON))
     total = (int(totals["opp_count"]), int(totals["won_count"]))
-    baseline = win_rate(key="all", label=_("All closed opportunities"), n=total[0], won=total[1])
 
     walk = activity_walk(closed, types, visit_id=ids.get("visit"))
-    at_least: dict[int, dict[int, tuple[int, int]]] = {t.pk: {} for t in types}
-    demo_position: dict[int, tuple[int, int]] = {}
-    first_days: dict[int, tuple[int, int]] = {}
+    at_least: dict[int, dict[int, Pair]] = {t.pk: {} for t in types}
+    demo_position: dict[int, Pair] = {}
+    first_days: dict[int, Pair] = {}
     for kind, rank, visits, days, n, won in _walk_tally(walk, types, demo_id=ids.get("demo")):
         if rank and kind in at_least:
             _add(at_least[kind], rank, n, won)
@@ -653,39 +784,18 @@ def behaviour_analysis(*, user: User, filters: InsightFilters) -> BehaviourAnaly
         if days >= 0:
             _add(first_days, days, n, won)
 
-    def rest(counted: Mapping[int, tuple[int, int]]) -> tuple[int, int]:
-        return (
-            total[0] - sum(n for n, _won in counted.values()),
-            total[1] - sum(won for _n, won in counted.values()),
-        )
-
-    demo_position[-1] = rest(demo_position)
-    first_days[-1] = rest(first_days)
-    per_type: dict[int, dict[int, tuple[int, int]]] = {}
+    per_type: dict[int, dict[int, Pair]] = {}
     for t in types:
         reached = at_least[t.pk]  # how many had at least 1, 2, 3 of this type
-        exactly = {
-            number: tuple(
-                a - b
-                for a, b in zip(
-                    reached.get(number, (0, 0)), reached.get(number + 1, (0, 0)), strict=True
-                )
+        per_type[t.pk] = {
+            number: (
+                reached.get(number, (0, 0))[0] - reached.get(number + 1, (0, 0))[0],
+                reached.get(number, (0, 0))[1] - reached.get(number + 1, (0, 0))[1],
             )
             for number in (1, 2)
         }
-        per_type[t.pk] = {
-            0: (total[0] - reached.get(1, (0, 0))[0], total[1] - reached.get(1, (0, 0))[1]),
-            **exactly,  # type: ignore[dict-item]
-            3: reached.get(3, (0, 0)),
-        }
-
-    demo = _demo_dimension(demo_position, baseline)
-    contact = _contact_dimension(first_days, baseline)
-    activities = [_activity_dimension(t, per_type[t.pk], baseline) for t in types]
-    analysis = BehaviourAnalysis(baseline, demo, contact, activities)
-    found = [f for f in (_finding(d, baseline) for d in analysis.dimensions) if f is not None]
-    found.sort(key=lambda f: f.spread, reverse=True)
-    return BehaviourAnalysis(baseline, demo, contact, activities, found[:MAX_FINDINGS])
+        per_type[t.pk][3] = reached.get(3, (0, 0))
+    return _analysis(types, _Tally(total, demo_position, first_days, per_type))
 
 
 # Probability calibration ----------------------------------------------------------------
@@ -780,24 +890,25 @@ def _probability_trail(closed: OpportunityQuerySet, *, step_id: int | None) -> O
     )
 
 
-def _calibration_rows(
+def carried_probability_sql(
     closed: OpportunityQuerySet, *, step_id: int | None
-) -> list[tuple[int, int, str, str, str, int, int, int]]:
-    """(band, owner id, owner's first name, last name, username, count, wins, sum of the
-    probabilities carried): one query, a row per band and owner.
+) -> tuple[str, list[Any]]:
+    """The probability each closed opportunity carried, from the event log: rows (opp,
+    seller, won 0/1, carried); one row per opportunity (none, on the step basis, for one that
+    never reached the step).
 
     Per opportunity the database ranks its probability events: the last one at or before the
     cut-off comes first, else the earliest (the deal was younger than the cut-off). Django
-    cannot rank inside a derived table, so the ranking and grouping are written here around
-    the ORM's own SQL. Closed opportunities with no such event at all (written without the
-    services) carry their current probability; on the step basis they are left out.
+    cannot rank inside a derived table, so the ranking is written here around the ORM's own
+    SQL. Closed opportunities with no such event at all (written without the services) carry
+    their current probability; on the step basis they are left out.
     """
     trail_sql, trail_params = _probability_trail(closed, step_id=step_id).query.sql_with_params()
     known = "trail.moment <= trail.cutoff"
     picked = f"""
-        SELECT ranked.seller, ranked.won, ranked.carried
+        SELECT ranked.opp, ranked.seller, ranked.won, ranked.carried
         FROM (
-            SELECT trail.seller, trail.won,
+            SELECT trail.opp, trail.seller, trail.won,
                    CASE WHEN {known} THEN trail.after ELSE trail.before END AS carried,
                    ROW_NUMBER() OVER (
                        PARTITION BY trail.opp
@@ -811,7 +922,30 @@ def _calibration_rows(
         ) AS ranked
         WHERE ranked.position = 1
     """  # noqa: S608 - the ORM's SQL, values stay parameters
-    params = list(trail_params)
+    return picked, list(trail_params)
+
+
+def _stored_probability_sql(closed: OpportunityQuerySet) -> tuple[str, list[Any]]:
+    """Like `carried_probability_sql` 30 days before closing, read from the stored facts: an
+    opportunity without them (written without the services, not rebuilt since) carries its
+    current probability, as it would with no events in the log."""
+    outcomes, params = _outcomes_sql(closed)
+    facts = connection.ops.quote_name(DealFacts._meta.db_table)
+    picked = f"""
+        SELECT o.opp, o.seller, o.won, COALESCE(f.probability_before, o.current) AS carried
+        FROM ({outcomes}) AS o
+        LEFT JOIN {facts} AS f ON f.opportunity_id = o.opp
+    """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
+    return picked, list(params)
+
+
+def _calibration_rows(
+    picked: tuple[str, list[Any]],
+) -> list[tuple[int, int, str, str, str, int, int, int]]:
+    """(band, owner id, owner's first name, last name, username, count, wins, sum of the
+    probabilities carried): one query around `picked` (rows opp, seller, won, carried), a row
+    per band and owner."""
+    picked_sql, params = picked
     users = connection.ops.quote_name(User._meta.db_table)
     sql = f"""
         SELECT CASE WHEN picked.carried >= {BANDS * 10 - 10} THEN {BANDS - 1}
@@ -819,7 +953,7 @@ def _calibration_rows(
                     ELSE picked.carried / 10 END AS band,
                picked.seller, person.first_name, person.last_name, person.username,
                COUNT(*), SUM(picked.won), SUM(picked.carried)
-        FROM ({picked}) AS picked
+        FROM ({picked_sql}) AS picked
         LEFT JOIN {users} AS person ON person.id = picked.seller
         GROUP BY 1, 2, 3, 4, 5
     """  # noqa: S608 - table names from the models, values stay parameters
@@ -900,12 +1034,32 @@ def probability_calibration(
 ) -> Calibration:
     """The probability closed opportunities carried against how often they were won; 1 query.
 
-    The probability is the one carried `DAYS_BEFORE` days before closing, or, given a step,
-    the one carried when the opportunity first reached that step (those that never did are
-    left out). Per probability band (a reliability table) and per owner.
+    The probability is the one carried `DAYS_BEFORE` days before closing, read from the
+    stored facts of each closed deal (`insights.facts`), or, given a step, the one carried
+    when the opportunity first reached that step, read from the event log (those that never
+    did are left out). Per probability band (a reliability table) and per owner.
     """
     closed = closed_opportunities(user=user, filters=filters)
-    rows = _calibration_rows(closed, step_id=step.pk if step else None)
+    if step is None:
+        rows = _calibration_rows(_stored_probability_sql(closed))
+    else:
+        rows = _calibration_rows(carried_probability_sql(closed, step_id=step.pk))
+    return _calibration(rows, step)
+
+
+def probability_calibration_from_log(
+    *, user: User, filters: InsightFilters, step: Step | None = None
+) -> Calibration:
+    """`probability_calibration` read from the event log on both bases, as it was before the
+    facts were stored; the reference they are tested against. One query."""
+    closed = closed_opportunities(user=user, filters=filters)
+    rows = _calibration_rows(carried_probability_sql(closed, step_id=step.pk if step else None))
+    return _calibration(rows, step)
+
+
+def _calibration(
+    rows: list[tuple[int, int, str, str, str, int, int, int]], step: Step | None
+) -> Calibration:
     by_band: dict[int, list[int]] = {}
     by_owner: dict[int, list[Any]] = {}
     for band, owner, first, last, username, n, won, carried in rows:
@@ -955,10 +1109,15 @@ __all__ = [
     "InsightFilters",
     "WholeDaysBetween",
     "WinRate",
+    "activity_walk",
     "behaviour_analysis",
+    "behaviour_analysis_from_log",
     "calibration_steps",
+    "carried_probability_sql",
     "closed_opportunities",
+    "done_by_close",
     "insight_filter_choices",
     "probability_calibration",
+    "probability_calibration_from_log",
     "wilson",
 ]

@@ -8,6 +8,10 @@ belongs to the pipeline at an instant when it existed (created by then) and was 
 Times are the events' times: a closing recorded on the 10th with a close date of the 3rd
 was still open in the pipeline as it looked on the 5th.
 
+Forecast versus actual needs the pipeline at the start of each month (`month_opening`);
+replaying the log for a year of months on every request is slow on a large database, so each
+month's opening is stored once (`insights.openings`) and read from there.
+
 Owner and team filters, and who may see what, are today's.
 """
 
@@ -20,27 +24,26 @@ from statistics import median
 from typing import Any
 
 from django.db import models
-from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from opportuna.accounts.models import User
 from opportuna.insights.analysis import InsightFilters
+from opportuna.insights.models import ForecastMonth, ForecastOpening
 from opportuna.insights.periods import (
     DatePeriodKey,
     add_months,
-    datetime_period_key,
-    local_day_range,
     local_midnight,
     period_key,
 )
+from opportuna.insights.selectors import period_sums
 from opportuna.sales.models import (
     OPEN_STATUSES,
     Opportunity,
     OpportunityEvent,
     OpportunityQuerySet,
-    Status,
     Step,
 )
 from opportuna.sales.selectors import visible_opportunities
@@ -100,19 +103,42 @@ def value_as_of(field: str, at: datetime) -> Any:
     )
 
 
+def as_of(queryset: OpportunityQuerySet, at: datetime) -> OpportunityQuerySet:
+    """The opportunities of `queryset` that existed at `at`, annotated with what they were:
+    `status_then`, `step_then`, `probability_then`, `amount_then`, `expected_close_date_then`
+    and `weighted_then` (amount x probability / 100, rounded half-up like the forecast)."""
+    return (
+        queryset.filter(created_at__lte=at)
+        .order_by()
+        .annotate(**{f"{name}_then": value_as_of(name, at) for name in AS_OF_FIELDS})
+        .annotate(weighted_then=(F("amount_then") * F("probability_then") + 50) / 100)
+    )
+
+
 def opportunities_as_of(
     *, user: User, at: datetime, filters: InsightFilters | None = None
 ) -> OpportunityQuerySet:
-    """The opportunities `user` may see that existed at `at`, annotated with what they were:
-    `status_then`, `step_then`, `probability_then`, `amount_then`, `expected_close_date_then`
-    and `weighted_then` (amount x probability / 100, rounded half-up like the forecast)."""
-    queryset = visible_opportunities(user).filter(created_at__lte=at).order_by()
+    """The opportunities `user` may see that existed at `at`, annotated as `as_of` does."""
+    queryset = visible_opportunities(user)
     if filters is not None:
         queryset = filters.narrow(queryset)
-    return queryset.annotate(
-        **{f"{name}_then": value_as_of(name, at) for name in AS_OF_FIELDS}
-    ).annotate(
-        weighted_then=(F("amount_then") * F("probability_then") + 50) / 100,
+    return as_of(queryset, at)
+
+
+def month_opening(queryset: OpportunityQuerySet, first: date) -> OpportunityQuerySet:
+    """What the forecast said at the first instant of the month starting `first`: the
+    opportunities of `queryset` open then whose expected close date (then) fell in the month,
+    annotated as `as_of` does."""
+    at = local_midnight(first)
+    return (
+        as_of(queryset, at)
+        # Closed now and not updated since: closed then too. Cheap, and spares the log.
+        .filter(Q(status__in=OPEN_STATUSES) | Q(updated_at__gt=at - SLACK))
+        # The month first: one lookup per opportunity, and the status only for the few
+        # expected to close in it.
+        .annotate(closing_month=DatePeriodKey("expected_close_date_then", period="month"))
+        .filter(closing_month=period_key(first, "month"))
+        .filter(status_then__in=OPEN_STATUSES)
     )
 
 
@@ -274,67 +300,92 @@ class ForecastAccuracy:
         return sum(m.won for m in self.complete) / forecast if forecast else None
 
 
+def _said(
+    *, user: User, filters: InsightFilters, firsts: list[date]
+) -> tuple[set[date], dict[date, Mapping[str, Any]]]:
+    """The stored months among `firsts`, and per month the opening `user` may see; one query.
+
+    A UNION ALL of the stored openings' per-month sums and one marker row (count -1) per
+    stored month, so the same query says which months still have to be computed.
+    """
+    visible = filters.narrow(visible_opportunities(user))
+    openings = ForecastOpening.objects.filter(month__in=firsts)
+    if visible.query.has_filters():
+        # EXISTS per stored row, not `IN (the visible ids)`: SQLite would probe the openings'
+        # (month, opportunity) index once per visible id and month. Without filters every
+        # opportunity is visible, and each opening's opportunity exists (deleting one
+        # deletes its openings): no need to look.
+        openings = openings.filter(Exists(visible.filter(pk=OuterRef("opportunity_id"))))
+    sums = (
+        openings.values("month")
+        .annotate(
+            opp_count=Count("pk"),
+            amount_sum=Sum("amount", default=0),
+            weighted_sum=Sum((F("amount") * F("probability") + 50) / 100, default=0),
+        )
+        .order_by()
+    )
+    stored = (
+        ForecastMonth.objects.filter(month__in=firsts)
+        .annotate(
+            opp_count=Value(-1, output_field=models.BigIntegerField()),
+            amount_sum=Value(0, output_field=models.BigIntegerField()),
+            weighted_sum=Value(0, output_field=models.BigIntegerField()),
+        )
+        .values("month", "opp_count", "amount_sum", "weighted_sum")
+        .order_by()
+    )
+    months: set[date] = set()
+    said: dict[date, Mapping[str, Any]] = {}
+    for row in sums.union(stored, all=True):
+        if row["opp_count"] == -1:
+            months.add(row["month"])
+        else:
+            said[row["month"]] = row
+    return months, said
+
+
 def forecast_accuracy(
     *, user: User, filters: InsightFilters, months: int = 12, today: date | None = None
 ) -> ForecastAccuracy:
     """The last `months` complete months and the current one: forecast at each month's start
-    against the amount won in it. Three queries, whatever the number of months.
+    against the amount won in it. Two queries, whatever the number of months, once the
+    months' openings are stored (the first request of a month stores the missing ones).
 
-    (1) one UNION ALL of a per-month aggregate over the pipeline as of the month's first
-    instant; (2) won per month; (3) the current month's open weighted amount now.
+    (1) the stored openings per month (`insights.openings`), joined to what `user` may see;
+    (2) the forecast's sums per month (`selectors.period_sums`): won in each, and the open
+    ones expected to close in the current one now.
     """
+    # Imported here: `openings` builds the stored months with this module's replay.
+    from opportuna.insights.openings import ensure_forecast_openings
+
     if not 1 <= months <= MAX_MONTHS:
         raise ValueError(f"months must be between 1 and {MAX_MONTHS}")
     today = today or timezone.localdate()
     current = today.replace(day=1)
     firsts = [add_months(current, -back) for back in range(months, -1, -1)]
-    branches = []
-    for first in firsts:
-        at = local_midnight(first)
-        key = period_key(first, "month")
-        branches.append(
-            opportunities_as_of(user=user, at=at, filters=filters)
-            .filter(Q(status__in=OPEN_STATUSES) | Q(updated_at__gt=at - SLACK))
-            # The month first: one lookup per opportunity, and the status only for the few
-            # expected to close in it.
-            .annotate(closing_month=DatePeriodKey("expected_close_date_then", period="month"))
-            .filter(closing_month=key)
-            .filter(status_then__in=OPEN_STATUSES)
-            .annotate(month=Value(key, output_field=models.CharField()))
-            .values("month")
-            .annotate(
-                opp_count=Count("pk"),
-                amount_sum=Sum("amount_then", default=0),
-                weighted_sum=Sum("weighted_then", default=0),
-            )
-            .order_by()
-        )
-    union = branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
-    said = {row["month"]: row for row in union}
+    stored, said = _said(user=user, filters=filters, firsts=firsts)
+    if stored != set(firsts):
+        ensure_forecast_openings(set(firsts) - stored)
+        stored, said = _said(user=user, filters=filters, firsts=firsts)
 
     end = add_months(current, 1) - timedelta(days=1)
-    first_instant, after_end = local_day_range(firsts[0], end)
-    won = {
+    sums = {
         row["bucket"]: row
-        for row in filters.narrow(visible_opportunities(user))
-        .filter(status=Status.WON, closed_at__gte=first_instant, closed_at__lt=after_end)
-        .annotate(bucket=datetime_period_key("closed_at", period="month", start=firsts[0], end=end))
-        .values("bucket")
-        .annotate(won_count=Count("pk"), won_sum=Sum("won_amount", default=0))
-        .order_by()
+        for row in period_sums(
+            filters.narrow(visible_opportunities(user)),
+            period="month",
+            start=firsts[0],
+            end=end,
+            # The pipeline is not in the forecast indexes; owner and team are.
+            indexed=filters.pipeline is None,
+        )
     }
-    open_now = (
-        filters.narrow(visible_opportunities(user))
-        .open()
-        .filter(expected_close_date__gte=current, expected_close_date__lte=end)
-        .with_weighted_amount()
-        .aggregate(open_weighted=Sum("weighted", default=0))
-    )
     rows = []
     for first in firsts:
         key = period_key(first, "month")
-        said_row: Mapping[str, Any] = said.get(key) or {}
-        won_row: Mapping[str, Any] = won.get(key) or {}
+        said_row: Mapping[str, Any] = said.get(first) or {}
+        sums_row: Mapping[str, Any] = sums.get(key) or {}
         rows.append(
             MonthAccuracy(
                 key=key,
@@ -342,12 +393,13 @@ def forecast_accuracy(
                 open_count=int(said_row.get("opp_count") or 0),
                 open_amount=int(said_row.get("amount_sum") or 0),
                 forecast=int(said_row.get("weighted_sum") or 0),
-                won_count=int(won_row.get("won_count") or 0),
-                won=int(won_row.get("won_sum") or 0),
+                won_count=int(sums_row.get("count_won") or 0),
+                won=int(sums_row.get("won") or 0),
                 in_progress=first == current,
             )
         )
-    return ForecastAccuracy(rows, rows[-1].won + int(open_now["open_weighted"]))
+    current_sums: Mapping[str, Any] = sums.get(period_key(current, "month")) or {}
+    return ForecastAccuracy(rows, rows[-1].won + int(current_sums.get("weighted_open") or 0))
 
 
 __all__ = [
@@ -358,7 +410,9 @@ __all__ = [
     "PipelineSnapshot",
     "SnapshotRow",
     "StepTotals",
+    "as_of",
     "forecast_accuracy",
+    "month_opening",
     "opportunities_as_of",
     "pipeline_as_of",
     "pipeline_snapshot",

@@ -154,6 +154,10 @@ class DealFacts(models.Model):
     # The probability the deal carried DAYS_BEFORE days before closing (or at creation if
     # it closed sooner); None if unknown.
     probability_before = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The activity types it had before closing with their counts, 3 standing for 3 or more:
+    # "type id:count" by type id, comma-separated ("" without any). The behaviour analysis
+    # groups by it, so it reads one row per deal; the exact counts are in DealActivityCount.
+    activity_profile = models.TextField(blank=True, default="")
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -218,3 +222,71 @@ class ForecastOpening(models.Model):
 
     def __str__(self) -> str:
         return f"{self.month.isoformat()} #{self.opportunity_id}"
+
+
+class StepVisit(models.Model):
+    """One stay of an opportunity on a step: from the event that put it there (its creation
+    or a move) to the next move or close; what the step funnel and the time in step read.
+
+    Derived from the event log and the opportunity, kept in step by `insights.steps` after
+    each committed change. The step ids are the log's own, without a constraint: a deleted
+    step's visits stay, and the funnel's joins with the steps drop them, as they drop the
+    log's entries.
+    """
+
+    opportunity = models.ForeignKey(
+        "sales.Opportunity", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # The opportunity's creation (which never changes): the funnel follows the opportunities
+    # created in its range, and finds their visits by this without reading the opportunities.
+    opened_at = models.DateTimeField()
+    step = models.ForeignKey(
+        "sales.Step",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    entered_at = models.DateTimeField()
+    # The next move or close, and what it was (an EventKind: moved, won, lost, cancelled);
+    # None and "" while the stay lasts.
+    left_at = models.DateTimeField(null=True, blank=True)
+    left_by = models.CharField(max_length=30, blank=True)
+    # left_at - entered_at in days, as the database computes it (see `insights.steps`).
+    days = models.FloatField(null=True, blank=True)
+    # Where the next move went; None when the stay ended otherwise.
+    next_step = models.ForeignKey(
+        "sales.Step",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # The opportunity is open and on this step now.
+    current = models.BooleanField(default=False)
+    # The opportunity entered this step more than once (the funnel counts it once).
+    again = models.BooleanField(default=False)
+    # What the funnel counts times in step by to find their quartiles without sorting them
+    # all: `days` in quarters of a day, made an integer by the database, or, while the stay
+    # lasts, its start's quarter-days since `statistics.DAYS_FROM` (a later start has waited
+    # less); see `insights.steps.BINS_PER_DAY`.
+    bin = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            # Recomputing one opportunity's visits.
+            models.Index(fields=["opportunity"], name="step_visit_opp_idx"),
+            # The funnel: the visits of the opportunities created in its range, ...
+            models.Index(fields=["opened_at"], name="step_visit_opened_idx"),
+            # ... those of a step entered more than once, ...
+            models.Index(
+                fields=["opened_at"], condition=Q(again=True), name="step_visit_again_idx"
+            ),
+            # ... and the times in the few bins that hold its quartiles.
+            models.Index(fields=["step", "bin"], name="step_visit_bin_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.opportunity_id} step {self.step_id}"

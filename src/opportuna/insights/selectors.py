@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from typing import Any, Literal, get_args
 
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import (
     BigIntegerField,
     Case,
+    CharField,
     Count,
     Exists,
     F,
@@ -97,6 +100,7 @@ _GROUP_COLUMNS: dict[GroupBy, tuple[str, tuple[str, ...]]] = {
 _OPEN = Q(status__in=OPEN_STATUSES)
 _WON = Q(status=Status.WON)
 _LOST = Q(status=Status.LOST)
+_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}
 
 
 def _sums() -> dict[str, Any]:
@@ -114,13 +118,203 @@ def _sums() -> dict[str, Any]:
     }
 
 
-def _in_range(*, user: User, start: date, end: date) -> OpportunityQuerySet:
-    if start > end:
-        raise ValueError("start must not be after end")
+# The sums read by period, one branch per period ------------------------------------------
+#
+# Grouping a million rows by a period computed per row is slow on PostgreSQL: the planner
+# cannot tell how few periods there are, so it sorts every row (on disk) instead of hashing.
+# Each period's open and closed opportunities are instead summed in a branch of their own
+# (a range of `opp_forecast_idx` or `opp_closed_idx`), the branches joined with UNION ALL
+# into one query, and a period's two branches added here. That pays only while a branch
+# reads the index alone: the indexes hold the status, dates, amounts, probability and owner
+# (and the id), so visibility, the owner and team filters and those breakdowns qualify; a
+# pipeline, product, tag or client would send every branch to the table, and the one query
+# grouped per row (`_grouped_sums`) is faster then. So it is past this many periods too,
+# where the branches would make an unwieldy statement (SQLite takes at most 500).
+BRANCHED_PERIODS = 120
+INDEXED_BREAKDOWNS = frozenset({"owner", "team"})
+
+_COUNTS = ("count_open", "count_won", "count_lost")
+_FLOAT_SUMS = frozenset({"range_variance"})
+
+
+def _open_sums() -> dict[str, Any]:
+    # Counting the status, not the id: the index holds no id, and reading it would visit
+    # every row (and COUNT(*) takes no filter in Django).
+    return {
+        "count_open": Count("status"),
+        "amount_open": Sum("amount", default=0),
+        "weighted_open": Sum((F("amount") * F("probability") + 50) / 100, default=0),
+    }
+
+
+def _closed_sums() -> dict[str, Any]:
+    return {
+        "count_won": Count("status", filter=_WON),
+        "won": Sum("won_amount", filter=_WON, default=0),
+        "count_lost": Count("status", filter=_LOST),
+        "lost_amount": Sum("amount", filter=_LOST, default=0),
+    }
+
+
+def _zero(name: str) -> Value:
+    if name in _FLOAT_SUMS:
+        return Value(0.0, output_field=FloatField())
+    return Value(0, output_field=BigIntegerField())
+
+
+def _spans(period: Period, start: date, end: date) -> list[tuple[str, date, date]]:
+    """(key, first day, last day) of each period of start..end, cut to the range."""
+    spans = []
+    for key, first in periods_between(start, end, period):
+        last = add_months(first, _MONTHS[period]) - timedelta(days=1)
+        spans.append((key, max(first, start), min(last, end)))
+    return spans
+
+
+# Stand-ins for a period's bounds and key in the one branch of each kind that is compiled;
+# every period's branch is that SQL again with its own values in their places (building a
+# hundred querysets with the ORM would cost more than the database's work).
+_FIRST_DAY, _LAST_DAY = date(1, 1, 1), date(1, 1, 2)
+_FIRST_INSTANT, _AFTER_LAST = (datetime(1, 1, day, tzinfo=UTC) for day in (1, 2))
+_KEY = "\x1fperiod\x1f"
+
+
+class _Branch:
+    """A values() queryset over one period, compiled once with the stand-ins, and where its
+    period's bounds and key go in the parameters. `instants`: bounded by close times."""
+
+    def __init__(self, queryset: QuerySet[Any], *, instants: bool) -> None:
+        query = queryset.query
+        self.sql, params = query.sql_with_params()  # EmptyResultSet if nothing can match
+        self.params = list(params)
+        self.instants = instants
+        # The names `values()` gives the columns, in the order of the SELECT.
+        if query.selected:
+            self.names = list(query.selected)
+        else:
+            self.names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        first, last = (_FIRST_INSTANT, _AFTER_LAST) if instants else (_FIRST_DAY, _LAST_DAY)
+        stand_ins = {"first": self._adapt(first), "last": self._adapt(last), "key": _KEY}
+        self.slots: dict[str, list[int]] = {}
+        for name, value in stand_ins.items():
+            found = [i for i, param in enumerate(self.params) if _same(param, value)]
+            if not found:
+                raise RuntimeError(f"the forecast branch has no {name}")
+            self.slots[name] = found
+
+    def _adapt(self, value: date) -> Any:
+        if self.instants:
+            return connection.ops.adapt_datetimefield_value(value)
+        return connection.ops.adapt_datefield_value(value)
+
+    def bind(self, key: str, first: date, last: date) -> list[Any]:
+        """The parameters for the days first..last, keyed `key`."""
+        values: dict[str, Any] = {"key": key}
+        if self.instants:
+            first_instant, after_last = local_day_range(first, last)
+            values.update(first=self._adapt(first_instant), last=self._adapt(after_last))
+        else:
+            values.update(first=self._adapt(first), last=self._adapt(last))
+        params = list(self.params)
+        for name, value in values.items():
+            for slot in self.slots[name]:
+                params[slot] = value
+        return params
+
+
+def _same(param: Any, stand_in: Any) -> bool:
+    return type(param) is type(stand_in) and param == stand_in
+
+
+def _per_span(branches: list[_Branch], spans: list[tuple[str, date, date]]) -> list[dict[str, Any]]:
+    """Every branch for every span, in one UNION ALL query; its rows as dicts."""
+    names = branches[0].names
+    if any(branch.names != names for branch in branches):
+        raise RuntimeError("the forecast branches differ in their columns")
+    parts, params = [], []
+    for key, first, last in spans:
+        for branch in branches:
+            parts.append(branch.sql)
+            params += branch.bind(key, first, last)
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _branched_sums(
+    queryset: OpportunityQuerySet,
+    spans: list[tuple[str, date, date]],
+    columns: tuple[str, ...],
+    open_extra: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Per span (and group): the sums of its open opportunities by expected close date and
+    of its won and lost ones by close time; one UNION ALL query, empty spans left out."""
+    open_sums = {**_open_sums(), **open_extra}
+    closed_sums = _closed_sums()
+    names = [*open_sums, *closed_sums]
+
+    def branch(narrowed: OpportunityQuerySet, sums: dict[str, Any], instants: bool) -> _Branch:
+        return _Branch(
+            narrowed.annotate(bucket=Value(_KEY, output_field=CharField()))
+            .values("bucket", *columns)
+            .annotate(**{name: sums.get(name, _zero(name)) for name in names})
+            .order_by(),
+            instants=instants,
+        )
+
+    try:
+        opened = branch(
+            queryset.filter(
+                _OPEN, expected_close_date__gte=_FIRST_DAY, expected_close_date__lte=_LAST_DAY
+            ),
+            open_sums,
+            instants=False,
+        )
+        closed = branch(
+            queryset.filter(
+                status__in=(Status.WON, Status.LOST),
+                closed_at__gte=_FIRST_INSTANT,
+                closed_at__lt=_AFTER_LAST,
+            ),
+            closed_sums,
+            instants=True,
+        )
+    except EmptyResultSet:  # nothing can match (an inactive user sees nothing)
+        return []
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for values in _per_span([opened, closed], spans):
+        if not any(values[name] for name in _COUNTS):
+            continue  # a branch without groups answers one row of zeros
+        row_key = (values["bucket"], *(values[column] for column in columns))
+        row = merged.get(row_key)
+        if row is None:
+            merged[row_key] = values
+        else:
+            for name in names:
+                row[name] += values[name]
+    rows = list(merged.values())
+    for row in rows:
+        row["expected"] = row["won"] + row["weighted_open"]
+    return rows
+
+
+def _grouped_sums(
+    queryset: OpportunityQuerySet,
+    *,
+    period: Period,
+    start: date,
+    end: date,
+    columns: tuple[str, ...],
+    extra: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """The same sums as `_branched_sums`, grouped by a period key computed per row."""
     first_instant, after_end = local_day_range(start, end)
-    return (
-        visible_opportunities(user)
-        .filter(
+    bucket = Case(
+        When(_OPEN, then=DatePeriodKey("expected_close_date", period=period)),
+        default=datetime_period_key("closed_at", period=period, start=start, end=end),
+    )
+    grouped = (
+        queryset.filter(
             Q(_OPEN, expected_close_date__gte=start, expected_close_date__lte=end)
             | Q(
                 status__in=(Status.WON, Status.LOST),
@@ -129,8 +323,40 @@ def _in_range(*, user: User, start: date, end: date) -> OpportunityQuerySet:
             )
         )
         .with_weighted_amount()
+        .annotate(bucket=bucket)
+        .values("bucket", *columns)
+        .annotate(**_sums(), **extra)
         .order_by()
     )
+    return list(grouped)
+
+
+def period_sums(
+    queryset: OpportunityQuerySet,
+    *,
+    period: Period,
+    start: date,
+    end: date,
+    columns: tuple[str, ...] = (),
+    open_extra: Mapping[str, Any] | None = None,
+    indexed: bool = True,
+) -> list[dict[str, Any]]:
+    """Per period of start..end (and group by `columns`), the sums over the opportunities of
+    `queryset` as the forecast counts them; one query, no empty rows.
+
+    Each row has "bucket" (the period key), the `columns`, count_open, amount_open,
+    weighted_open, count_won, won, count_lost, lost_amount and expected (money in cents),
+    and the sums of `open_extra` over the open ones. `indexed`: the queryset's filters and
+    `columns` need no more than the forecast indexes hold (see BRANCHED_PERIODS).
+    """
+    if start > end:
+        raise ValueError("start must not be after end")
+    spans = _spans(period, start, end)
+    if not indexed or len(spans) > BRANCHED_PERIODS:
+        return _grouped_sums(
+            queryset, period=period, start=start, end=end, columns=columns, extra=open_extra or {}
+        )
+    return _branched_sums(queryset, spans, columns, open_extra or {})
 
 
 def _label(by: GroupBy | None, values: Mapping[str, Any]) -> str:
@@ -176,19 +402,17 @@ def forecast(
     if by is not None and by not in GROUPS:
         raise ValueError(f"by must be one of {', '.join(GROUPS)}; got {by!r}")
     periods_between(start, end, period)  # refuse a bad period or range before querying
-    bucket = Case(
-        When(_OPEN, then=DatePeriodKey("expected_close_date", period=period)),
-        default=datetime_period_key("closed_at", period=period, start=start, end=end),
-    )
     columns: tuple[str, ...] = ()
     if by is not None:
         group_id, label_columns = _GROUP_COLUMNS[by]
         columns = (group_id, *label_columns)
-    grouped = (
-        _in_range(user=user, start=start, end=end)
-        .annotate(bucket=bucket)
-        .values("bucket", *columns)
-        .annotate(**_sums())
+    grouped = period_sums(
+        visible_opportunities(user),
+        period=period,
+        start=start,
+        end=end,
+        columns=columns,
+        indexed=by is None or by in INDEXED_BREAKDOWNS,
     )
     rows = [_row(values, period=values["bucket"], by=by) for values in grouped]
     return sorted(rows, key=lambda row: (row.period, row.group_label, row.group_id or 0))
@@ -196,8 +420,12 @@ def forecast(
 
 def forecast_total(*, user: User, start: date, end: date) -> ForecastRow:
     """The whole of start..end in one row (period ""), as `forecast` counts it; one query."""
-    values = _in_range(user=user, start=start, end=end).aggregate(**_sums())
-    return _row(values, period="", by=None)
+    if start > end:
+        raise ValueError("start must not be after end")
+    rows = _branched_sums(visible_opportunities(user), [("", start, end)], (), {})
+    if not rows:
+        return _empty_row("")
+    return _row(rows[0], period="", by=None)
 
 
 def forecast_undated(*, user: User) -> UndatedOpen:
@@ -228,6 +456,7 @@ __all__ = [
     "forecast",
     "forecast_total",
     "forecast_undated",
+    "period_sums",
 ]
 
 
@@ -328,7 +557,7 @@ def _spread() -> Any:
 def _range_sums() -> dict[str, Any]:
     return {
         "range_sure": Sum("amount", filter=_SURE, default=0),
-        "range_count": Count("pk", filter=_UNCERTAIN),
+        "range_count": Count("status", filter=_UNCERTAIN),
         "range_amount": Sum("amount", filter=_UNCERTAIN, default=0),
         "range_mean": Sum(
             F("amount") * F("probability"),
@@ -373,18 +602,24 @@ def forecast_cells(
     if by is not None:
         group_id, label_columns = _BREAKDOWN_COLUMNS[by]
         columns = (group_id, *label_columns)
-    bucket = Case(
-        When(_OPEN, then=DatePeriodKey("expected_close_date", period=period)),
-        default=datetime_period_key("closed_at", period=period, start=start, end=end),
-    )
-    grouped = (
-        filters.apply(_in_range(user=user, start=start, end=end))
-        .annotate(bucket=bucket)
-        .values("bucket", *columns)
-        .annotate(**_sums(), **_range_sums())
+    indexed = (by is None or by in INDEXED_BREAKDOWNS) and not filters.beyond_people
+    grouped = period_sums(
+        filters.apply(visible_opportunities(user)),
+        period=period,
+        start=start,
+        end=end,
+        columns=columns,
+        open_extra=_range_sums(),
+        indexed=indexed,
     )
     lumps = _largest_lumps(
-        user=user, period=period, start=start, end=end, group_id=group_id, filters=filters
+        user=user,
+        period=period,
+        start=start,
+        end=end,
+        group_id=group_id,
+        filters=filters,
+        indexed=indexed,
     )
     cells = []
     for values in grouped:
@@ -423,28 +658,45 @@ def _largest_lumps(
     end: date,
     group_id: str | None,
     filters: ForecastFilters,
+    indexed: bool = False,
 ) -> dict[tuple[str, int | None], list[Lump]]:
     """The LUMPS uncertain open opportunities with the largest variance of each period (and
-    group): one query whose size is bounded by the number of cells, not of opportunities."""
-    bucket = DatePeriodKey("expected_close_date", period=period)
-    partition: list[Any] = [F("bucket")] + ([F(group_id)] if group_id else [])
+    group): one query whose size is bounded by the number of cells, not of opportunities.
+    `indexed`: as for `period_sums`, each period is ranked in a branch of its own."""
+    spans = _spans(period, start, end)
+    branched = indexed and len(spans) <= BRANCHED_PERIODS
+    if branched:
+        bucket: Any = Value(_KEY, output_field=CharField())
+        partition: list[Any] = [F(group_id)] if group_id else []
+        first, last = _FIRST_DAY, _LAST_DAY
+    else:
+        bucket = DatePeriodKey("expected_close_date", period=period)
+        partition = [F("bucket")] + ([F(group_id)] if group_id else [])
+        first, last = start, end
     ranked = (
         filters.apply(visible_opportunities(user))
-        .filter(_UNCERTAIN, expected_close_date__gte=start, expected_close_date__lte=end)
+        .filter(_UNCERTAIN, expected_close_date__gte=first, expected_close_date__lte=last)
         .annotate(bucket=bucket, spread=_spread())
         .annotate(
             lump_rank=Window(
                 RowNumber(),
-                partition_by=partition,
+                partition_by=partition or None,
                 order_by=[F("spread").desc(), F("amount").desc(), F("pk").asc()],
             )
         )
         .filter(lump_rank__lte=LUMPS)
         .order_by()
+        .values("bucket", *((group_id,) if group_id else ()), "amount", "probability")
     )
+    if branched:
+        try:
+            rows = _per_span([_Branch(ranked, instants=False)], spans)
+        except EmptyResultSet:  # nothing can match (an inactive user sees nothing)
+            return {}
+    else:
+        rows = list(ranked)
     found: dict[tuple[str, int | None], list[Lump]] = {}
-    fields = ("bucket", group_id, "amount", "probability") if group_id else None
-    for values in ranked.values(*(fields or ("bucket", "amount", "probability"))):
+    for values in rows:
         key = (values["bucket"], values[group_id] if group_id else None)
         found.setdefault(key, []).append(Lump(values["amount"], values["probability"]))
     return found
@@ -503,7 +755,6 @@ class TargetScope:
 
 
 COMPANY = TargetScope("company")
-_MONTHS: dict[Period, int] = {"month": 1, "quarter": 3, "year": 12}
 
 
 def visible_targets(*, user: User) -> QuerySet[Target]:

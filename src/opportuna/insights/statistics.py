@@ -15,17 +15,29 @@ saving changes.
   cycle is closed_at - created_at in days; its median and quartiles are computed by the
   database (`percentile_cont` on PostgreSQL; ranks from window functions on SQLite, with the
   same linear interpolation).
-- The step funnel follows the opportunities *created* in the range through the event log: a
-  "created" event enters its `data.step`, a "moved" event enters `changes.step[1]`, and each
-  entry lasts until the opportunity's next move or close (LEAD over its events). A reopened
-  opportunity re-enters no step until it moves again.
+- The step funnel follows the opportunities *created* in the range through their stays on
+  each step, as the event log tells them: a "created" event enters its `data.step`, a "moved"
+  event enters `changes.step[1]`, and each entry lasts until the opportunity's next move or
+  close. A reopened opportunity re-enters no step until it moves again. The stays are stored
+  (`StepVisit`, kept in step by `insights.steps`); `step_funnel_from_log` computes the same
+  from the log, as the reference. Its quartiles are exactly `_quantiles`' numbers, found
+  without sorting every stay (see `_visit_quantiles`).
 - Lost reasons look at opportunities lost in the range; the activity report at activities done
-  in the range (by whoever did them, on the opportunities the filters keep); "rotting" at open
+  in the range (by whoever did them, on the opportunities the filters keep); activities per
+  won and lost deal at what `insights.facts` stores of each closed deal; "rotting" at open
   opportunities now, whatever the range.
+
+At a million opportunities a request must not read them all: rows that hang off an
+opportunity (activities, stays) skip the semi-join with `visible_opportunities(user)` when that
+is every opportunity (`every_opportunity`), and groups are formed on stored columns, or
+behind `_FENCE`, so that the database hashes a few thousand groups instead of sorting every
+row.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +68,7 @@ from django.utils.translation import gettext
 
 from opportuna.accounts.models import Team, User
 from opportuna.accounts.selectors import users_managed_by
+from opportuna.insights.models import DealActivityCount, DealFacts, StepVisit
 from opportuna.insights.periods import (
     Period,
     add_months,
@@ -88,6 +101,8 @@ ROTTING_LISTED = 10
 MAX_RANGE_MONTHS = 120
 # Dates outside these are taken for typing mistakes.
 EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)
+# Times in step are differences of days counted from this instant, in plain SQL.
+DAYS_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 
 StatisticsBy = Literal["owner", "team", "product", "pipeline", "month", "quarter", "year"]
 BY_CHOICES: tuple[StatisticsBy, ...] = get_args(StatisticsBy)
@@ -268,6 +283,13 @@ def weeks_between(start: date, end: date) -> list[date]:
     return mondays
 
 
+# Closes a subquery whose rows are grouped by a computed column (a week, a period). Grouped
+# in the same query level, PostgreSQL takes such a column for as many values as the datetime
+# it is computed from and sorts every row; behind OFFSET 0 it plans the subquery on its own,
+# guesses a few hundred values and hashes the groups.
+_FENCE = {"postgresql": " OFFSET 0"}
+
+
 def _run(template: str, source: QuerySet[Any]) -> list[tuple[Any, ...]]:
     """Run `template` with `{source}` replaced by the compiled `source` query (and its
     parameters); the template itself takes no parameters."""
@@ -276,6 +298,33 @@ def _run(template: str, source: QuerySet[Any]) -> list[tuple[Any, ...]]:
     sql, params = source.query.sql_with_params()
     with connections[source.db].cursor() as cursor:
         cursor.execute(template.replace("{source}", sql), params)
+        return list(cursor.fetchall())
+
+
+def _run_sources(
+    template: str, sources: Mapping[str, QuerySet[Any]], params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """Run `template` with each `{name}` replaced by the compiled query of `sources[name]`
+    (each name once) and its parameters, then `params` for the template's own `%s`, which
+    must all come after the last source."""
+    pieces = re.split(r"\{(\w+)\}", template)
+    names = pieces[1::2]
+    if sorted(names) != sorted(sources) or len(set(names)) != len(names):
+        raise ValueError("a template holds each source once")
+    if any("%" in piece for piece in pieces[0:-1:2]):
+        raise ValueError("a template's own parameters come after its sources")
+    sql: list[str] = []
+    values: list[Any] = []
+    for index, piece in enumerate(pieces):
+        if index % 2 == 0:
+            sql.append(piece)
+            continue
+        compiled, compiled_params = sources[piece].query.sql_with_params()
+        sql.append(compiled)
+        values.extend(compiled_params)
+    db = next(iter(sources.values())).db
+    with connections[db].cursor() as cursor:
+        cursor.execute("".join(sql), [*values, *params])
         return list(cursor.fetchall())
 
 
@@ -571,10 +620,300 @@ class FunnelPipeline:
         return max((step.entered for step in self.steps), default=0)
 
 
-def _step_events(*, user: User, filters: StatisticsFilters, now: datetime) -> QuerySet[Any]:
+def every_opportunity(opportunities: QuerySet[Any]) -> bool:
+    """Whether `opportunities` (a `visible_opportunities` query, narrowed or not) is every
+    opportunity: an admin's, without filters. Rows that point at an opportunity then need no
+    semi-join with it, which the database would otherwise check against every one of them
+    (PostgreSQL does not drop it for a foreign key)."""
+    query = opportunities.query
+    return not query.where and not query.is_sliced and query.combinator is None
+
+
+def _step_visits(*, user: User, filters: StatisticsFilters, now: datetime) -> QuerySet[Any]:
+    """The step visits (`StepVisit`) of the opportunities created in the range, as the
+    funnel's SQL reads them: per visit its opportunity, the step it entered, how it left it
+    (`kind`: an EventKind, or "" while it lasts) and for which step, whether the opportunity
+    is open and on that step now (`current`, and as 0/1 `cur`) and entered it more than once
+    (`again`), the time it
+    counts in days (`val`: the stay, or for a stay still going on the wait so far; NULL for
+    a stay that lasts on a closed or moved opportunity) and that time's `bin`."""
+    first_instant, after_end = filters.day_range()
+    visits = StepVisit.objects.filter(opened_at__gte=first_instant, opened_at__lt=after_end)
+    chosen = filters.apply(visible_opportunities(user))
+    if not every_opportunity(chosen):
+        cohort = chosen.filter(created_at__gte=first_instant, created_at__lt=after_end)
+        visits = visits.filter(opportunity__in=cohort.order_by().values("pk"))
+    value = Case(
+        When(~Q(left_by=""), then=F("days")),
+        When(current=True, then=DaysBetween(Value(now, models.DateTimeField()), F("entered_at"))),
+        output_field=FloatField(),
+    )
+    return (
+        visits.annotate(
+            opp=F("opportunity_id"),
+            step_in=F("step_id"),
+            kind=F("left_by"),
+            next_in=F("next_step_id"),
+            cur=Case(When(current=True, then=Value(1)), default=Value(0)),
+            val=value,
+        )
+        .values(
+            "opp",
+            "step_in",
+            "kind",
+            "next_in",
+            "cur",
+            "val",
+            "bin",
+            "again",
+            "current",
+        )
+        .order_by()
+    )
+
+
+# Left for a later step of the pipeline than `here` (position, then id, as steps are shown).
+_FORWARD = "(nxt.position > here.position OR (nxt.position = here.position AND nxt.id > here.id))"
+
+
+def _leaving_flags(kind: str, current: str) -> list[str]:
+    """0/1 per way of leaving a step (forward, back, won, lost, cancelled) and being on it
+    now, for a row `s` (whose `kind` column says how it left) joined with its step `here`
+    and the next one `nxt`."""
+
+    def left_by(value: str, condition: str = "") -> str:
+        assert value.isidentifier()  # an EventKind value, written into the SQL
+        return f"CASE WHEN s.{kind} = '{value}'{condition} THEN 1 ELSE 0 END"
+
+    return [
+        left_by(EventKind.MOVED, f" AND {_FORWARD}"),
+        left_by(EventKind.MOVED, f" AND NOT {_FORWARD}"),
+        left_by(EventKind.WON),
+        left_by(EventKind.LOST),
+        left_by(EventKind.CANCELLED),
+        f"CASE WHEN {current} THEN 1 ELSE 0 END",
+    ]
+
+
+@dataclass(frozen=True)
+class _Tally:
+    counts: dict[int, tuple[int, ...]]  # per step: entered, forward, ..., current
+    bins: dict[tuple[int, str], dict[int, int]]  # per (step, part): times per bin
+
+
+def _visit_tally(visits: QuerySet[Any], steps: Sequence[Step]) -> _Tally:
+    """The funnel's counts per step, and how many times in step fall in each bin per step
+    and part ("stay", "waiting"); one query, one pass over the visits.
+
+    Counts are of opportunities, not visits. The visits of a step its opportunity entered
+    only once are counted as they are, grouped by their stored columns (step, how and for
+    which step they left, bin, on it now, entered more than once): some thousands of groups,
+    which PostgreSQL hashes in parallel, knowing how few they are from the statistics that
+    migration `insights.0003` declares on those columns. Whether a move went forward or
+    back is then read from the steps' positions. Steps entered more than once (rare) are
+    grouped per opportunity and step, with a flag per way of leaving any of its visits took.
+    """
+    step_table = connections[visits.db].ops.quote_name(Step._meta.db_table)
+    forward, back, won, lost, cancelled, current = _leaving_flags("kind", "s.cur = 1")
+    template = (
+        "SELECT s.step_in, s.kind, s.bin, s.again, s.next_in, s.current, COUNT(*), "  # noqa: S608 - constants only
+        "0, 0, 0, 0, 0, 0 "
+        "FROM ({visits}) s "
+        "GROUP BY s.step_in, s.kind, s.bin, s.again, s.next_in, s.current "
+        "UNION ALL "
+        "SELECT s.step_in, NULL, NULL, NULL, NULL, NULL, -1, "
+        f"MAX({forward}), MAX({back}), MAX({won}), MAX({lost}), MAX({cancelled}), "
+        f"MAX({current}) FROM ({{again}}) s JOIN {step_table} here ON here.id = s.step_in "
+        f"LEFT JOIN {step_table} nxt ON nxt.id = s.next_in GROUP BY s.step_in, s.opp"
+    )
+    sources = {"visits": visits, "again": visits.filter(again=True)}
+    place = {step.pk: (step.position, step.pk) for step in steps}
+    counts: dict[int, list[int]] = {}
+    bins: dict[tuple[int, str], dict[int, int]] = {}
+    for step, kind, bin_, again, next_in, on_it, n, *flags in _run_sources(template, sources):
+        if step not in place:
+            continue  # a deleted step's (as the log's entries, dropped by the join)
+        totals = counts.setdefault(step, [0] * 7)
+        if n == -1:  # one opportunity that entered this step more than once
+            # entered, forward, back, won, lost, cancelled, current
+            found = (1, *(int(flag) for flag in flags[:5]), int(flags[5]))
+        elif again:  # counted per opportunity by the part above
+            found = (0,) * 7
+        else:
+            moved = kind == EventKind.MOVED and next_in in place
+            ahead = moved and place[next_in] > place[step]
+            ended = [n if kind == end else 0 for end in _CLOSING_KINDS]
+            found = (n, n if ahead else 0, n if moved and not ahead else 0, *ended, n * bool(on_it))
+        for index, number in enumerate(found):
+            totals[index] += number
+        if n > 0 and (kind != "" or on_it):
+            per_bin = bins.setdefault((step, "waiting" if kind == "" else "stay"), {})
+            per_bin[int(bin_)] = per_bin.get(int(bin_), 0) + n
+    return _Tally({step: tuple(n) for step, n in counts.items()}, bins)
+
+
+def _bins_in_order(part: str, per_bin: Mapping[int, int]) -> list[int]:
+    """A part's bins from the shortest times up: stays by their days, waits by their start,
+    the latest first."""
+    return sorted(per_bin, reverse=part == "waiting")
+
+
+# The ranks that carry a quartile: with n values sorted and indexed from 0, the quantile p
+# lies between ranks floor((n - 1) p) and ceil((n - 1) p), as `_quantiles` computes it.
+def _quartile_ranks(count: int) -> set[int]:
+    ranks = set()
+    for p in _PROBABILITIES:
+        place = (count - 1) * p
+        ranks.update({math.floor(place), math.ceil(place)})
+    return ranks
+
+
+def _interpolate(values: Mapping[int, float], count: int, p: float, vendor: str) -> float:
+    """The quantile p of `count` values from the values at its two ranks, with the very
+    arithmetic `_quantiles` asks of each database (so the result is the same number)."""
+    place = (count - 1) * p
+    low, high = math.floor(place), math.ceil(place)
+    if vendor == "postgresql":  # percentile_cont: low + (high - low) * fraction
+        if high == low:
+            return values[low]
+        return values[low] + (values[high] - values[low]) * (place - low)
+    # SQLite: the sum over ranks of value * max(0, 1 - |rank - place|)
+    total = values[low] * max(0.0, 1.0 - abs(low - place))
+    if high != low:
+        total = total + values[high] * max(0.0, 1.0 - abs(high - place))
+    return total
+
+
+def _visit_quantiles(
+    visits: QuerySet[Any], bins: Mapping[tuple[int, str], Mapping[int, int]]
+) -> dict[tuple[int, str], Quantiles]:
+    """Quartiles of the time in step per step and part, the same numbers `_quantiles` gives,
+    without sorting every time: the counts per bin say which few bins hold the ranks the
+    quartiles need, and one query ranks only the times in those bins (found by an index on
+    step and bin) and returns those at the wanted ranks."""
+    starts: dict[tuple[int, str, int], int] = {}  # ranks before each bin
+    wanted: dict[tuple[int, str, int], list[int]] = {}  # ranks within a bin, from 1
+    totals: dict[tuple[int, str], int] = {}
+    for (step, part), per_bin in bins.items():
+        count = totals[(step, part)] = sum(per_bin.values())
+        ranks = _quartile_ranks(count)
+        before = 0
+        for bin_ in _bins_in_order(part, per_bin):
+            after = before + per_bin[bin_]
+            starts[(step, part, bin_)] = before
+            inside = sorted(rank - before + 1 for rank in ranks if before <= rank < after)
+            if inside:
+                wanted[(step, part, bin_)] = inside
+            before = after
+    if not wanted:
+        return {}
+    # The times in the wanted bins (a stay's bin and a wait's never share a partition, and
+    # a lasting stay of a closed or moved opportunity has no time).
+    per_step: dict[int, set[int]] = {}
+    for step, _part, bin_ in wanted:
+        per_step.setdefault(step, set()).add(bin_)
+    chosen = Q()
+    for step, step_bins in per_step.items():
+        chosen |= Q(step_id=step, bin__in=sorted(step_bins))
+    candidates = visits.filter(chosen).exclude(left_by="", current=False)
+    picks = [(*key, rank) for key, ranks in wanted.items() for rank in ranks]
+    template = (
+        "SELECT r.step_in, r.part, r.bin, r.rn, r.val, r.size FROM ("  # noqa: S608 - constants only
+        "SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.step_in, c.part, c.bin ORDER BY c.val) "
+        "AS rn, COUNT(*) OVER (PARTITION BY c.step_in, c.part, c.bin) AS size "
+        "FROM (SELECT s.step_in, CASE WHEN s.kind = '' THEN 'waiting' ELSE 'stay' END "
+        "AS part, s.bin, s.val FROM ({candidates}) s) c) r "
+        f"JOIN (VALUES {', '.join(['(%s, %s, %s, %s)'] * len(picks))}) w "
+        "ON w.column1 = r.step_in AND w.column2 = r.part AND w.column3 = r.bin "
+        "AND w.column4 = r.rn"
+    )
+    params = [value for pick in picks for value in pick]
+    found: dict[tuple[int, str], dict[int, float]] = {}
+    rows = _run_sources(template, {"candidates": candidates}, params)
+    for step, part, bin_, rn, val, size in rows:
+        if int(size) != bins[(step, part)][bin_]:
+            break  # the visits changed between the two queries
+        found.setdefault((step, part), {})[starts[(step, part, bin_)] + int(rn) - 1] = val
+    if sum(map(len, found.values())) != len(picks):
+        # Changed between the queries (each sees the data as it then is): sort them all.
+        return _quantiles(visits, keys=("step_in", "part"), rows=_VISIT_TIMES_SQL)[0]
+    vendor = connections[visits.db].vendor
+    return {
+        key: Quantiles(count, *(_interpolate(found[key], count, p, vendor) for p in _PROBABILITIES))
+        for key, count in totals.items()
+    }
+
+
+# The times in step of `_step_visits`, as `_quantiles` reads them.
+_VISIT_TIMES_SQL = (
+    "SELECT s.step_in, CASE WHEN s.kind = '' THEN 'waiting' ELSE 'stay' END AS part, s.val "
+    "FROM ({source}) s"
+)
+
+
+def step_funnel(
+    *, user: User, filters: StatisticsFilters, now: datetime | None = None
+) -> list[FunnelPipeline]:
+    """Per pipeline and step, what became of the opportunities created in the range that
+    entered it, and how long they stayed; three queries (steps, counts and bins of the
+    times in step, the times at the quartiles' ranks)."""
+    now = now or timezone.now()
+    steps = _all_steps()
+    visits = _step_visits(user=user, filters=filters, now=now)
+    tally = _visit_tally(visits, steps)
+    times = _visit_quantiles(visits, tally.bins)
+    return _funnels(filters, steps, tally.counts, times)
+
+
+def _all_steps() -> list[Step]:
+    """Every step with its pipeline, in the order the funnels show them; one query."""
+    return list(
+        Step.objects.select_related("pipeline").order_by(
+            "pipeline__position", "pipeline__name", "pipeline_id", "position", "pk"
+        )
+    )
+
+
+def _funnels(
+    filters: StatisticsFilters,
+    steps: Sequence[Step],
+    counts: Mapping[int, tuple[int, ...]],
+    times: Mapping[tuple[Any, ...], Quantiles],
+) -> list[FunnelPipeline]:
+    """The funnel of every pipeline the filters keep, from the counts and times per step."""
+    pipelines: dict[int, FunnelPipeline] = {}
+    for step in steps:
+        if filters.pipeline is not None and step.pipeline_id != filters.pipeline:
+            continue
+        entered, forward, back, won, lost, cancelled, current = counts.get(step.pk, (0,) * 7)
+        funnel = pipelines.setdefault(step.pipeline_id, FunnelPipeline(step.pipeline, []))
+        funnel.steps.append(
+            FunnelStep(
+                step=step,
+                entered=entered,
+                forward=forward,
+                back=back,
+                won=won,
+                lost=lost,
+                cancelled=cancelled,
+                current=current,
+                stay=times.get((step.pk, "stay")),
+                waiting=times.get((step.pk, "waiting")),
+            )
+        )
+    found = [_mark_stalls(funnel) for funnel in pipelines.values()]
+    # An inactive pipeline nobody entered in the range says nothing.
+    return [f for f in found if f.pipeline.is_active or any(s.entered for s in f.steps)]
+
+
+# The reference the visits are held to (tests only): the same funnel, walking the event log
+# of the cohort on every call, as `insights.steps` walks it to write the visits.
+
+
+def _log_step_events(*, user: User, filters: StatisticsFilters, now: datetime) -> QuerySet[Any]:
     """The step entries and closes of the opportunities created in the range: per event its
     opportunity (with its step and whether it is open now), the step it enters (NULL for a
-    close), and its time, also in days, as `_STEPS_SQL` reads them."""
+    close), and its time, also in days, as `_LOG_STEPS_SQL` reads them."""
     first_instant, after_end = filters.day_range()
     cohort = filters.apply(visible_opportunities(user)).filter(
         created_at__gte=first_instant, created_at__lt=after_end
@@ -585,7 +924,7 @@ def _step_events(*, user: User, filters: StatisticsFilters, now: datetime) -> Qu
         default=Value(None),
         output_field=models.BigIntegerField(),
     )
-    epoch = Value(datetime(2000, 1, 1, tzinfo=UTC), models.DateTimeField())
+    epoch = Value(DAYS_FROM, models.DateTimeField())
     return (
         OpportunityEvent.objects.filter(opportunity__in=cohort.order_by().values("pk"))
         .filter(
@@ -599,7 +938,6 @@ def _step_events(*, user: User, filters: StatisticsFilters, now: datetime) -> Qu
             event_at=F("at"),
             event_kind=F("kind"),
             step_in=entered,
-            # Days since a fixed instant: differences of these are stays, in plain SQL.
             day=DaysBetween(F("at"), epoch),
             age=DaysBetween(Value(now, models.DateTimeField()), F("at")),
             cur_step=F("opportunity__step_id"),
@@ -623,43 +961,22 @@ def _step_events(*, user: User, filters: StatisticsFilters, now: datetime) -> Qu
 
 
 # Each event with what came next on its opportunity: LEAD over its events in time order.
-_STEPS_SQL = (
+_LOG_STEPS_SQL = (
     "SELECT e.*, LEAD(e.event_kind) OVER w AS next_kind, LEAD(e.step_in) OVER w AS next_step, "
     "LEAD(e.day) OVER w - e.day AS stay "
     "FROM ({source}) e WINDOW w AS (PARTITION BY e.opp ORDER BY e.event_at, e.event_id)"
 )
 
 
-def _funnel_counts(events: QuerySet[Any]) -> dict[int, tuple[int, ...]]:
-    """Per entered step: entered, forward, back, won, lost, cancelled, current; one query.
-
-    Each count is of opportunities, not entries: the inner GROUP BY makes one row per step
-    and opportunity with a 0/1 flag per way of leaving, which the outer one sums (cheaper
-    than a COUNT(DISTINCT) per column).
-    """
+def _log_funnel_counts(events: QuerySet[Any]) -> dict[int, tuple[int, ...]]:
+    """The funnel's counts from the log's events: the inner GROUP BY makes one row per step and
+    opportunity with a 0/1 flag per way of leaving, which the outer one sums."""
     step_table = connections[events.db].ops.quote_name(Step._meta.db_table)
-    forward = (
-        "(nxt.position > here.position OR (nxt.position = here.position AND nxt.id > here.id))"
-    )
-
-    def flag(condition: str) -> str:
-        return f"MAX(CASE WHEN {condition} THEN 1 ELSE 0 END)"
-
-    def left_by(kind: str, condition: str = "") -> str:
-        assert kind.isidentifier()  # an EventKind value, written into the SQL
-        return flag(f"s.next_kind = '{kind}'{condition}")
-
-    flags = [
-        left_by(EventKind.MOVED, f" AND {forward}"),
-        left_by(EventKind.MOVED, f" AND NOT {forward}"),
-        left_by(EventKind.WON),
-        left_by(EventKind.LOST),
-        left_by(EventKind.CANCELLED),
-        flag("s.cur_open = 1 AND s.cur_step = s.step_in"),
-    ]
+    current = "s.cur_open = 1 AND s.cur_step = s.step_in"
+    flags = [f"MAX({flag})" for flag in _leaving_flags("next_kind", current)]
     per_opportunity = (
         f"SELECT s.step_in, {', '.join(f'{f} AS f{i}' for i, f in enumerate(flags))} "  # noqa: S608 - constants only
-        f"FROM ({_STEPS_SQL}) s "
+        f"FROM ({_LOG_STEPS_SQL}) s "
         f"JOIN {step_table} here ON here.id = s.step_in "
         f"LEFT JOIN {step_table} nxt ON nxt.id = s.next_step "
         "GROUP BY s.step_in, s.opp"
@@ -669,53 +986,28 @@ def _funnel_counts(events: QuerySet[Any]) -> dict[int, tuple[int, ...]]:
     return {row[0]: tuple(int(n) for n in row[1:]) for row in _run(template, events)}
 
 
-# Per step entry: a finished stay (to the next move or close), or, while the opportunity is
-# open and still on that step, the wait so far ("waiting").
-_STAYS_SQL = (
+# Per step entry: a finished stay, or, while the opportunity is open and still on that step,
+# the wait so far ("waiting").
+_LOG_STAYS_SQL = (
     "SELECT s.step_in, "  # noqa: S608 - constants only
     "CASE WHEN s.next_kind IS NULL THEN 'waiting' ELSE 'stay' END AS part, "
     "CASE WHEN s.next_kind IS NOT NULL THEN s.stay "
     "WHEN s.cur_open = 1 AND s.cur_step = s.step_in THEN s.age END AS val "
-    f"FROM ({_STEPS_SQL}) s WHERE s.step_in IS NOT NULL"
+    f"FROM ({_LOG_STEPS_SQL}) s WHERE s.step_in IS NOT NULL"
 )
 
 
-def step_funnel(
+def step_funnel_from_log(
     *, user: User, filters: StatisticsFilters, now: datetime | None = None
 ) -> list[FunnelPipeline]:
-    """Per pipeline and step, what became of the opportunities created in the range that
-    entered it, and how long they stayed; three queries (steps, counts, times)."""
+    """`step_funnel` computed from the event log instead of the step visits: the reference
+    the tests hold it to (slow on a big log); three queries."""
     now = now or timezone.now()
-    steps = Step.objects.select_related("pipeline").order_by(
-        "pipeline__position", "pipeline__name", "pipeline_id", "position", "pk"
-    )
-    if filters.pipeline is not None:
-        steps = steps.filter(pipeline_id=filters.pipeline)
-    events = _step_events(user=user, filters=filters, now=now)
-    counts = _funnel_counts(events)
-    times, _none = _quantiles(events, keys=("step_in", "part"), rows=_STAYS_SQL)
-
-    pipelines: dict[int, FunnelPipeline] = {}
-    for step in steps:
-        entered, forward, back, won, lost, cancelled, current = counts.get(step.pk, (0,) * 7)
-        funnel = pipelines.setdefault(step.pipeline_id, FunnelPipeline(step.pipeline, []))
-        funnel.steps.append(
-            FunnelStep(
-                step=step,
-                entered=entered,
-                forward=forward,
-                back=back,
-                won=won,
-                lost=lost,
-                cancelled=cancelled,
-                current=current,
-                stay=times.get((step.pk, "stay")),
-                waiting=times.get((step.pk, "waiting")),
-            )
-        )
-    found = [_mark_stalls(funnel) for funnel in pipelines.values()]
-    # An inactive pipeline nobody entered in the range says nothing.
-    return [f for f in found if f.pipeline.is_active or any(s.entered for s in f.steps)]
+    steps = _all_steps()
+    events = _log_step_events(user=user, filters=filters, now=now)
+    counts = _log_funnel_counts(events)
+    times, _none = _quantiles(events, keys=("step_in", "part"), rows=_LOG_STAYS_SQL)
+    return _funnels(filters, steps, counts, times)
 
 
 def _mark_stalls(funnel: FunnelPipeline) -> FunnelPipeline:
@@ -770,6 +1062,21 @@ def lost_reasons(*, user: User, filters: StatisticsFilters) -> LostReasons:
         (row["lost_reason_id"], row["lost_reason__name"] or "", row["n"], int(row["value_sum"]))
         for row in grouped
     ]
+    return _lost_reasons(found)
+
+
+def lost_reasons_of(matrix: LostMatrix) -> LostReasons:
+    """`lost_reasons` added up from a breakdown of the same opportunities (every one of them
+    is in one of its columns), so a page that shows both reads them once."""
+    names = dict(matrix.reasons)
+    totals: dict[int | None, tuple[int, int]] = {}
+    for (reason, _column), cell in matrix.cells.items():
+        count, value = totals.get(reason, (0, 0))
+        totals[reason] = (count + cell.count, value + cell.value)
+    return _lost_reasons([(pk, names[pk], n, v) for pk, (n, v) in totals.items()])
+
+
+def _lost_reasons(found: Sequence[tuple[int | None, str, int, int]]) -> LostReasons:
     count = sum(row[2] for row in found)
     value = sum(row[3] for row in found)
     rows = [
@@ -895,8 +1202,12 @@ def activity_types() -> list[ActivityType]:
 
 
 def _activities_of(*, user: User, filters: StatisticsFilters) -> QuerySet[Activity]:
-    opportunities = filters.apply(visible_opportunities(user)).order_by().values("pk")
-    return Activity.objects.filter(opportunity__in=opportunities).order_by()
+    """The activities of the opportunities `user` sees that the filters keep."""
+    opportunities = filters.apply(visible_opportunities(user))
+    activities = Activity.objects.order_by()
+    if every_opportunity(opportunities):
+        return activities
+    return activities.filter(opportunity__in=opportunities.order_by().values("pk"))
 
 
 def activity_report(
@@ -905,24 +1216,32 @@ def activity_report(
     """Activities done in the range per salesperson (who did them), week and type, on the
     opportunities `user` sees that the filters keep; one query."""
     first_instant, after_end = filters.day_range()
-    grouped = (
+    done = (
         _activities_of(user=user, filters=filters)
         .filter(done_at__gte=first_instant, done_at__lt=after_end)
         .annotate(week=week_key("done_at", start=filters.start, end=filters.end))
-        .values("user_id", "user__first_name", "user__last_name", "user__username", "week")
-        .annotate(type_key=F("type_id"), n=Count("pk"))
+        .values("user_id", "week", "type_id")
+    )
+    # Grouped by ids and the week alone (a few thousand groups: see `_FENCE`), then joined
+    # with the people's names.
+    connection = connections[done.db]
+    users = connection.ops.quote_name(User._meta.db_table)
+    template = (
+        "SELECT g.user_id, u.first_name, u.last_name, u.username, g.week, g.type_id, g.n "  # noqa: S608 - a model's table
+        "FROM (SELECT a.user_id, a.week, a.type_id, COUNT(*) AS n "
+        f"FROM ({{source}}{_FENCE.get(connection.vendor, '')}) a "
+        "GROUP BY a.user_id, a.week, a.type_id) g "
+        f"JOIN {users} u ON u.id = g.user_id"
     )
     mondays = weeks_between(filters.start, filters.end)
     column = {activity_type.pk: index for index, activity_type in enumerate(types)}
     names: dict[int, str] = {}
     cells: dict[tuple[int, str], list[int]] = {}
-    for row in grouped:
-        names[row["user_id"]] = person(
-            row["user__first_name"], row["user__last_name"], row["user__username"]
-        )
-        counts = cells.setdefault((row["user_id"], row["week"]), [0] * len(types))
-        if row["type_key"] in column:  # a type created since `types` was read waits a reload
-            counts[column[row["type_key"]]] += row["n"]
+    for user_id, first_name, last_name, username, week, type_id, n in _run(template, done):
+        names[user_id] = person(first_name, last_name, username)
+        counts = cells.setdefault((user_id, week), [0] * len(types))
+        if type_id in column:  # a type created since `types` was read waits a reload
+            counts[column[type_id]] += int(n)
     people = []
     for user_id, name in sorted(names.items(), key=lambda item: (item[1].casefold(), item[0])):
         weeks = [
@@ -977,7 +1296,40 @@ def activities_per_outcome(
     *, user: User, filters: StatisticsFilters, types: Sequence[ActivityType]
 ) -> ActivitiesPerOutcome:
     """How many activities, by type, were done before closing on each deal won or lost in the
-    range; two queries (the deals, the activities)."""
+    range; two queries (the deals, their activities).
+
+    Both are read from what `insights.facts` stores per closed deal (`DealFacts`: won or
+    lost, and when; `DealActivityCount`: its activities of each type done by the close), not
+    from the opportunities and activities themselves; `activities_per_outcome_from_activities`
+    counts those, as the reference.
+    """
+    first_instant, after_end = filters.day_range()
+    facts = DealFacts.objects.filter(closed_at__gte=first_instant, closed_at__lt=after_end)
+    chosen = filters.apply(visible_opportunities(user))
+    if not every_opportunity(chosen):
+        facts = facts.filter(opportunity__in=chosen.order_by().values("pk"))
+    facts = facts.order_by()
+    deals = facts.aggregate(
+        won_deals=Count("pk", filter=Q(won=True)), lost_deals=Count("pk", filter=Q(won=False))
+    )
+    counts = connections[facts.db].ops.quote_name(DealActivityCount._meta.db_table)
+    template = (
+        "SELECT d.won, c.type_id, SUM(c.count) "  # noqa: S608 - a model's table
+        f"FROM ({{source}}) d JOIN {counts} c ON c.opportunity_id = d.opportunity_id "
+        "GROUP BY d.won, c.type_id"
+    )
+    rows = [
+        (Status.WON if won else Status.LOST, type_id, n)
+        for won, type_id, n in _run(template, facts.values("opportunity_id", "won"))
+    ]
+    return _per_outcome(types, deals, rows)
+
+
+def activities_per_outcome_from_activities(
+    *, user: User, filters: StatisticsFilters, types: Sequence[ActivityType]
+) -> ActivitiesPerOutcome:
+    """`activities_per_outcome` counted from the activities themselves: the reference the
+    stored counts are tested against; two queries."""
     closed = _closed_in_range(user=user, filters=filters).filter(
         status__in=(Status.WON, Status.LOST)
     )
@@ -991,15 +1343,21 @@ def activities_per_outcome(
             done_at__lte=F("opportunity__closed_at"),
         )
         .order_by()
-        .values("opportunity__status", "type_id")
+        .values_list("opportunity__status", "type_id")
         .annotate(n=Count("pk"))
     )
+    return _per_outcome(types, deals, list(grouped))
+
+
+def _per_outcome(
+    types: Sequence[ActivityType], deals: Mapping[str, int], rows: Sequence[Sequence[Any]]
+) -> ActivitiesPerOutcome:
     column = {activity_type.pk: index for index, activity_type in enumerate(types)}
     won, lost = [0] * len(types), [0] * len(types)
-    for row in grouped:
-        if row["type_id"] in column:
-            target = won if row["opportunity__status"] == Status.WON else lost
-            target[column[row["type_id"]]] += row["n"]
+    for status, type_id, n in rows:
+        if type_id in column:
+            target = won if status == Status.WON else lost
+            target[column[type_id]] += int(n)
     return ActivitiesPerOutcome(
         types=list(types),
         won_deals=deals["won_deals"],
@@ -1052,37 +1410,48 @@ def rotting_deals(
     """Open opportunities with no activity done for longer than their step allows
     (`Step.rot_days`, else DEFAULT_ROT_DAYS; counted from creation if none was ever done),
     per owner: how many, their amount, and the `listed` longest idle (None: all of them);
-    two queries."""
+    two queries, or one for all of them."""
     now = now or timezone.now()
     rotting = _rotting(user=user, filters=filters, now=now)
-    summary = rotting.values(
-        "owner_id", "owner__first_name", "owner__last_name", "owner__username"
-    ).annotate(n=Count("pk"), amount_sum=Sum("amount", default=0))
-    ranked = rotting.select_related("client", "step", "pipeline").annotate(
-        rank=Window(
-            RowNumber(), partition_by=[F("owner_id")], order_by=[F("idle_days").desc(), F("pk")]
-        )
-    )
-    if listed is not None:
-        ranked = ranked.filter(rank__lte=listed)
+    wide = rotting.select_related("client", "step", "pipeline", "owner")
     found: dict[int, list[Opportunity]] = {}
-    for opportunity in ranked.order_by("owner_id", "rank"):
-        found.setdefault(opportunity.owner_id, []).append(opportunity)
-    owners = [
-        RottingOwner(
-            owner_id=row["owner_id"],
-            name=person(row["owner__first_name"], row["owner__last_name"], row["owner__username"]),
-            count=row["n"],
-            amount=int(row["amount_sum"]),
-            listed=found.get(row["owner_id"], []),
+    totals: dict[int, tuple[int, int]] = {}
+    if listed is None:
+        for opportunity in wide.order_by("owner_id", F("idle_days").desc(), "pk"):
+            found.setdefault(opportunity.owner_id, []).append(opportunity)
+        for owner_id, opportunities in found.items():
+            totals[owner_id] = (len(opportunities), sum(o.amount for o in opportunities))
+    else:
+        # One pass over narrow rows ranks them per owner and counts each owner's; only the
+        # listed ones are then read whole, by id.
+        by_owner = [F("owner_id")]
+        ranked = rotting.annotate(
+            rank=Window(
+                RowNumber(), partition_by=by_owner, order_by=[F("idle_days").desc(), F("pk")]
+            ),
+            owner_count=Window(Count("pk"), partition_by=by_owner),
+            owner_amount=Window(Sum("amount"), partition_by=by_owner),
+        ).values("pk", "owner_id", "rank", "owner_count", "owner_amount")
+        template = (
+            "SELECT r.pk, r.owner_id, r.rank, r.owner_count, r.owner_amount FROM ({source}) r"
         )
-        for row in summary
-    ]
+        ranks: dict[int, int] = {}
+        for pk, owner_id, rank, count, amount in _run(template, ranked.filter(rank__lte=listed)):
+            ranks[pk] = rank
+            totals[owner_id] = (int(count), int(amount or 0))
+        for opportunity in sorted(wide.filter(pk__in=ranks), key=lambda o: ranks[o.pk]):
+            found.setdefault(opportunity.owner_id, []).append(opportunity)
+    owners = []
+    for owner_id, (count, amount) in totals.items():
+        owner = found[owner_id][0].owner
+        name = person(owner.first_name, owner.last_name, owner.username)
+        owners.append(RottingOwner(owner_id, name, count, amount, found[owner_id]))
     return sorted(owners, key=lambda o: (-o.count, o.name.casefold(), o.owner_id))
 
 
 __all__ = [
     "BY_CHOICES",
+    "DAYS_FROM",
     "DEFAULT_ROT_DAYS",
     "LOST_BY_CHOICES",
     "MAX_RANGE_MONTHS",
@@ -1109,15 +1478,19 @@ __all__ = [
     "WinRateRow",
     "WinRates",
     "activities_per_outcome",
+    "activities_per_outcome_from_activities",
     "activity_report",
     "activity_types",
     "default_range",
+    "every_opportunity",
     "lost_reason_matrix",
     "lost_reasons",
+    "lost_reasons_of",
     "person",
     "rotting_deals",
     "statistics_filter_choices",
     "step_funnel",
+    "step_funnel_from_log",
     "week_key",
     "weeks_between",
     "win_rates",

@@ -374,10 +374,20 @@ class Opportunity(models.Model):
                 condition=Q(next_action_at__isnull=False),
                 name="opp_board_idx",
             ),
-            # Forecast of open opportunities by expected close date.
-            models.Index(fields=["status", "expected_close_date"], name="opp_forecast_idx"),
-            # Forecast of won opportunities by close date.
-            models.Index(fields=["status", "closed_at"], name="opp_closed_idx"),
+            # Forecast of open opportunities by expected close date. With the amount,
+            # probability and owner (who may see it), a period's open ones are summed from
+            # one range of the index alone (insights.selectors._branched_sums); with the id
+            # too, its largest deals are ranked from it (_largest_lumps).
+            models.Index(
+                fields=["status", "expected_close_date", "amount", "probability", "owner", "id"],
+                name="opp_forecast_idx",
+            ),
+            # Forecast of won and lost opportunities by close time, from the index alone too;
+            # closed deals in a date range (statistics).
+            models.Index(
+                fields=["status", "closed_at", "won_amount", "amount", "owner"],
+                name="opp_closed_idx",
+            ),
             models.Index(fields=["client", "status"], name="opp_client_idx"),
             # Opportunity list, default order (newest first) and keyset pages.
             models.Index(fields=["created_at", "id"], name="opp_created_idx"),

@@ -118,7 +118,7 @@ def _analysis_tables(result: BehaviourAnalysis) -> list[dict[str, Any]]:
 def analysis(request: HttpRequest) -> HttpResponse:
     """Win rate of closed opportunities by what was done before closing, with sentences."""
     filters = InsightFilters.from_query(request.GET)
-    result = behaviour_analysis(user=request.user, filters=filters)  # 3 queries
+    result = behaviour_analysis(user=request.user, filters=filters)  # 2 queries
     context = {
         "section": "analysis",
         "filters": filters,

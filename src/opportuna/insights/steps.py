@@ -1,0 +1,191 @@
+"""Step visits: each stay of an opportunity on a step, derived from the event log.
+
+A "created" event enters its `data.step`, a "moved" event enters `changes.step[1]`, and each
+stay lasts until the opportunity's next move or close (won, lost, cancelled), found with LEAD
+over those events in time order (ties by event id). A reopened opportunity re-enters no step
+until it moves again. `StepVisit` keeps one row per stay, so the step funnel and the time in
+step (`insights.statistics.step_funnel`) read one narrow row per stay instead of sorting the
+whole log on every request. Each row also carries what the funnel would otherwise read from
+the opportunity: its creation (which never changes), whether it is open and on that step now,
+and whether it entered that step more than once.
+
+The rows follow the log: a `change_recorded` receiver (connected by `connect()`) notes the
+opportunities that a transaction creates, moves, closes, reopens or deletes, and once it
+commits `step_visits_update` recomputes their visits from the log, with two set-based
+statements per 2,000 opportunities, whatever they were before (idempotent). Data written
+around the services (the demo's bulk load, a restore, a hand-made SQL change of status or
+step) is put right by `rebuild_step_visits()`, which `opportuna rebuild_insights` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import connection, models, transaction
+from django.db.models import Case, F, Max, Q, QuerySet, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from opportuna.core.announce import CommitBatch, change_recorded
+from opportuna.insights.models import StepVisit
+from opportuna.insights.statistics import DAYS_FROM, DaysBetween
+from opportuna.sales.models import OPEN_STATUSES, EventKind, Opportunity, OpportunityEvent
+
+# Announced kinds that change an opportunity's visits: those that add an event they are
+# made of (see `_entries`), a reopen (which makes the last step current again) and a
+# deletion. Nothing else moves an opportunity, opens or closes it, or changes its creation.
+FOLLOWED_KINDS = frozenset(
+    f"opportunity.{kind}"
+    for kind in (
+        EventKind.CREATED,
+        EventKind.MOVED,
+        EventKind.WON,
+        EventKind.LOST,
+        EventKind.CANCELLED,
+        EventKind.REOPENED,
+        "deleted",
+    )
+)
+CLOSING_KINDS = (EventKind.WON, EventKind.LOST, EventKind.CANCELLED)
+# How finely `StepVisit.bin` cuts the days: the funnel ranks only the times in the bins that
+# hold its quartiles, so finer bins mean fewer of them (and more bins to count).
+BINS_PER_DAY = 4
+# Opportunities per statement: well under SQLite's limit of parameters.
+UPDATE_CHUNK = 2000
+# Opportunity ids per statement of a rebuild (a range: no parameters per id).
+REBUILD_CHUNK = 50_000
+
+
+def _entries(opportunities: Q) -> QuerySet[Any]:
+    """The events of the chosen opportunities that enter a step or close one: per event its
+    opportunity, id, time (also in days since DAYS_FROM), kind and the step it enters (NULL
+    for a close)."""
+    entered = Case(
+        When(kind=EventKind.CREATED, then=Cast(KT("data__step"), models.BigIntegerField())),
+        When(kind=EventKind.MOVED, then=Cast(KT("changes__step__1"), models.BigIntegerField())),
+        default=Value(None),
+        output_field=models.BigIntegerField(),
+    )
+    return (
+        OpportunityEvent.objects.filter(opportunities)
+        .filter(
+            Q(kind=EventKind.CREATED)
+            | Q(kind=EventKind.MOVED, changes__has_key="step")
+            | Q(kind__in=CLOSING_KINDS)
+        )
+        .annotate(
+            opp=F("opportunity_id"),
+            event_id=F("pk"),
+            event_at=F("at"),
+            event_kind=F("kind"),
+            step_in=entered,
+            day=DaysBetween(F("at"), Value(DAYS_FROM, models.DateTimeField())),
+        )
+        .values("opp", "event_id", "event_at", "event_kind", "step_in", "day")
+        .order_by()
+    )
+
+
+def _insert_visits(opportunities: Q) -> int:
+    """Write the visits of the chosen opportunities (which have none yet); how many."""
+    source, params = _entries(opportunities).query.sql_with_params()
+    quote = connection.ops.quote_name
+    names = (
+        "opportunity",
+        "opened_at",
+        "step",
+        "entered_at",
+        "left_at",
+        "left_by",
+        "days",
+        "next_step",
+        "current",
+        "again",
+        "bin",
+    )
+    columns = ", ".join(quote(StepVisit._meta.get_field(name).column) for name in names)
+    opportunity = Opportunity._meta
+    open_statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+    sql = (
+        f"INSERT INTO {quote(StepVisit._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
+        "SELECT s.opp, o.created_at, s.step_in, s.event_at, s.next_at, "
+        "COALESCE(s.next_kind, ''), s.days, s.next_step, "
+        f"CASE WHEN o.status IN ({open_statuses}) AND o.step_id = s.step_in "
+        "THEN 1 ELSE 0 END = 1, s.visits > 1, "
+        f"CAST({BINS_PER_DAY} * CASE WHEN s.next_kind IS NULL THEN s.day ELSE s.days END "
+        "AS BIGINT) "
+        "FROM (SELECT x.*, COUNT(*) OVER (PARTITION BY x.opp, x.step_in) AS visits FROM ("
+        "SELECT e.opp, e.step_in, e.event_at, e.day, "
+        "LEAD(e.event_at) OVER w AS next_at, LEAD(e.event_kind) OVER w AS next_kind, "
+        "LEAD(e.step_in) OVER w AS next_step, LEAD(e.day) OVER w - e.day AS days "
+        f"FROM ({source}) e WINDOW w AS (PARTITION BY e.opp ORDER BY e.event_at, e.event_id)"
+        ") x WHERE x.step_in IS NOT NULL) s "
+        f"JOIN {quote(opportunity.db_table)} o ON o.{quote(opportunity.pk.column)} = s.opp"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return max(cursor.rowcount, 0)
+
+
+def step_visits_update(opportunity_ids: Iterable[Any]) -> None:
+    """Recompute the visits of these opportunities from the log (deleted ones keep none)."""
+    ids = sorted({int(pk) for pk in opportunity_ids})
+    with transaction.atomic():
+        for first in range(0, len(ids), UPDATE_CHUNK):
+            chunk = ids[first : first + UPDATE_CHUNK]
+            StepVisit.objects.filter(opportunity_id__in=chunk).delete()
+            _insert_visits(Q(opportunity_id__in=chunk))
+
+
+def rebuild_step_visits(*, progress: Callable[[int, int], object] | None = None) -> int:
+    """Write every opportunity's visits again from the log, in one transaction; how many.
+
+    `progress(done, total)` is called after each range of opportunity ids, if given.
+    """
+    # TRUNCATE is quicker than DELETE on PostgreSQL, but refused inside a transaction that
+    # still has foreign keys to check (the caller's own), where DELETE does.
+    truncate = connection.vendor == "postgresql" and not connection.in_atomic_block
+    with transaction.atomic():
+        last = OpportunityEvent.objects.aggregate(last=Max("opportunity_id"))["last"] or 0
+        table = connection.ops.quote_name(StepVisit._meta.db_table)
+        with connection.cursor() as cursor:
+            if truncate:
+                cursor.execute(f"TRUNCATE {table}")
+            else:
+                cursor.execute(f"DELETE FROM {table}")  # noqa: S608 - name from the model
+        written = 0
+        for first in range(0, last + 1, REBUILD_CHUNK):
+            after = first + REBUILD_CHUNK
+            written += _insert_visits(Q(opportunity_id__gte=first, opportunity_id__lt=after))
+            if progress is not None:
+                progress(min(after, last + 1), last + 1)
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {table}")  # the planner's idea of the table's size
+    return written
+
+
+# Keeping in step ----------------------------------------------------------------------------
+
+_pending = CommitBatch(step_visits_update)
+
+
+def step_visits_follow(sender: Any, *, kind: str, object_id: int, **_: Any) -> None:
+    """Note an opportunity whose visits a change may alter; they are recomputed once its
+    transaction commits (once per transaction, however many changes it made)."""
+    if kind in FOLLOWED_KINDS:
+        _pending.add(object_id)
+
+
+def connect() -> None:
+    """Keep the visits in step with the log from now on (called once, from `ready()`)."""
+    change_recorded.connect(step_visits_follow, dispatch_uid="opportuna.insights.steps")
+
+
+__all__ = [
+    "FOLLOWED_KINDS",
+    "connect",
+    "rebuild_step_visits",
+    "step_visits_follow",
+    "step_visits_update",
+]

@@ -1,0 +1,459 @@
+"""The stored facts of closed deals: what they hold, that they follow every committed change
+made through the services (once per transaction), and that the analysis and calibration read
+from them give exactly what the event-log walk gives."""
+
+import io
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from opportuna.accounts.models import Account, VisibilityPolicy
+from opportuna.core.announce import announce
+from opportuna.insights import facts
+from opportuna.insights.analysis import (
+    InsightFilters,
+    behaviour_analysis,
+    behaviour_analysis_from_log,
+    probability_calibration,
+    probability_calibration_from_log,
+)
+from opportuna.insights.facts import deal_facts_update, rebuild_deal_facts
+from opportuna.insights.models import DealActivityCount, DealFacts
+from opportuna.sales.models import Opportunity, Status
+from opportuna.sales.services import (
+    activity_log,
+    opportunity_cancel,
+    opportunity_close_lost,
+    opportunity_close_won,
+    opportunity_create,
+    opportunity_import_batch,
+    opportunity_move,
+    opportunity_reopen,
+    opportunity_set_probability,
+)
+from opportuna.sales.services.imports import ImportRow
+from tests.factories import LostReasonFactory, OpportunityFactory, activity_type, make_cast
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def cast():
+    return make_cast()
+
+
+@pytest.fixture
+def reason():
+    return LostReasonFactory(name="Price")
+
+
+@pytest.fixture
+def commit(django_capture_on_commit_callbacks):
+    """Run a service as if `at` were now and its transaction committed, so what waits for
+    the commit (the facts' flush among it) runs as in production."""
+
+    def run(service, at, **kwargs):
+        with (
+            mock.patch.object(timezone, "now", lambda: at),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            return service(**kwargs)
+
+    return run
+
+
+@contextmanager
+def counting_flushes() -> Iterator[list[list[int]]]:
+    flushed: list[list[int]] = []
+    with mock.patch.object(facts._pending, "flush", side_effect=flushed.append):
+        yield flushed
+
+
+def stored() -> dict[int, tuple]:
+    """Every stored fact (without its timestamp) and activity count, by opportunity."""
+    counts: dict[int, dict[str, int]] = {}
+    for opp, key, number in DealActivityCount.objects.values_list(
+        "opportunity_id", "type__key", "count"
+    ):
+        counts.setdefault(opp, {})[key] = number
+    return {
+        row[0]: (*row[1:], counts.get(row[0], {}))
+        for row in DealFacts.objects.values_list(
+            "opportunity_id",
+            "won",
+            "closed_at",
+            "visits_before_demo",
+            "days_to_first_activity",
+            "probability_before",
+            "activity_profile",
+        )
+    }
+
+
+def facts_of(opp) -> tuple | None:
+    return stored().get(opp.pk)
+
+
+# Following the services -----------------------------------------------------------------
+
+
+def test_a_closed_deal_gets_its_facts_when_the_close_commits(cast, commit):
+    opp = commit(
+        opportunity_create,
+        T0,
+        actor=cast.owner,
+        title="Deal",
+        pipeline=cast.pipeline,
+        probability=30,
+    )
+    for key, day in (("call", 2), ("visit", 3), ("visit", 4), ("demo", 5), ("visit", 6)):
+        commit(
+            activity_log,
+            T0 + timedelta(days=day),
+            opportunity=opp,
+            actor=cast.owner,
+            type=activity_type(key),
+        )
+    assert facts_of(opp) is None  # open: nothing stored
+    closing = T0 + timedelta(days=50)
+    commit(opportunity_close_won, closing, opportunity=opp, actor=cast.owner)
+
+    # won, closed then, 2 visits before the first demo, first activity 2 days in, 30% held
+    # 30 days before closing, the profile (type id:count, 3 meaning 3 or more); counts per type
+    profile = ",".join(
+        f"{pk}:{number}"
+        for pk, number in sorted(
+            [(activity_type("call").pk, 1), (activity_type("visit").pk, 3)]
+            + [(activity_type("demo").pk, 1)]
+        )
+    )
+    assert facts_of(opp) == (
+        True,
+        closing,
+        2,
+        2,
+        30,
+        profile,
+        {"call": 1, "visit": 3, "demo": 1},
+    )
+
+
+def test_facts_follow_a_reopen_and_the_next_close(cast, reason, commit):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    demo = activity_type("demo")
+    commit(activity_log, T0 + timedelta(days=1), opportunity=opp, actor=cast.owner, type=demo)
+    commit(opportunity_close_won, T0 + timedelta(days=5), opportunity=opp, actor=cast.owner)
+    assert facts_of(opp)[0] is True
+
+    commit(opportunity_reopen, T0 + timedelta(days=6), opportunity=opp, actor=cast.owner)
+    assert facts_of(opp) is None
+    assert not DealActivityCount.objects.filter(opportunity_id=opp.pk).exists()
+    assert behaviour_analysis(user=cast.admin, filters=InsightFilters()).baseline.n == 0
+
+    call = activity_type("call")
+    commit(activity_log, T0 + timedelta(days=7), opportunity=opp, actor=cast.owner, type=call)
+    closing = T0 + timedelta(days=8)
+    commit(opportunity_close_lost, closing, opportunity=opp, actor=cast.owner, reason=reason)
+    won, closed_at, *_rest, counts = facts_of(opp)
+    assert (won, closed_at, counts) == (False, closing, {"demo": 1, "call": 1})
+
+
+def test_a_late_activity_dated_before_the_close_changes_the_facts(cast, commit):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    commit(
+        activity_log,
+        T0 + timedelta(days=3),
+        opportunity=opp,
+        actor=cast.owner,
+        type=activity_type("demo"),
+    )
+    commit(opportunity_close_won, T0 + timedelta(days=10), opportunity=opp, actor=cast.owner)
+    assert facts_of(opp)[2:4] == (0, 3)  # demo first, 3 days in
+
+    # Logged after the close, about a visit done before the demo: it counts.
+    commit(
+        activity_log,
+        T0 + timedelta(days=20),
+        opportunity=opp,
+        actor=cast.owner,
+        type=activity_type("visit"),
+        done_at=T0 + timedelta(days=1),
+    )
+    assert facts_of(opp)[2:4] == (1, 1)
+    demo = behaviour_analysis(user=cast.admin, filters=InsightFilters()).demo
+    assert {row.key: row.n for row in demo.rows}["after_1"] == 1
+
+    # Done after the close: it does not.
+    commit(
+        activity_log,
+        T0 + timedelta(days=21),
+        opportunity=opp,
+        actor=cast.owner,
+        type=activity_type("call"),
+    )
+    assert facts_of(opp)[-1] == {"visit": 1, "demo": 1}
+
+
+def test_cancelled_and_open_deals_have_no_facts(cast, commit):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    commit(opportunity_cancel, T0 + timedelta(days=2), opportunity=opp, actor=cast.owner)
+    assert facts_of(opp) is None
+    assert not DealFacts.objects.exists()
+
+
+def test_a_deleted_opportunity_takes_its_facts_along(
+    cast, commit, django_capture_on_commit_callbacks
+):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    commit(
+        activity_log,
+        T0 + timedelta(days=1),
+        opportunity=opp,
+        actor=cast.owner,
+        type=activity_type("call"),
+    )
+    commit(opportunity_close_won, T0 + timedelta(days=2), opportunity=opp, actor=cast.owner)
+    assert facts_of(opp) is not None
+    pk = opp.pk
+
+    Opportunity.objects.filter(pk=pk).delete()
+    # A deletion (no service deletes opportunities yet) is followed too.
+    with counting_flushes() as flushed, django_capture_on_commit_callbacks(execute=True):
+        announce("opportunity.deleted", actor_id=cast.admin.pk, object_id=pk, data={})
+    deal_facts_update(flushed[0])
+
+    assert flushed == [[pk]]
+    assert not DealFacts.objects.exists() and not DealActivityCount.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "follows"),
+    [
+        ("opportunity.won", True),
+        ("opportunity.lost", True),
+        ("opportunity.reopened", True),
+        ("opportunity.cancelled", True),
+        ("opportunity.deleted", True),
+        ("activity.logged", True),
+        ("opportunity.activity_completed", True),
+        ("opportunity.activity_planned", True),
+        ("opportunity.updated", False),
+        ("opportunity.moved", False),
+        ("opportunity.probability", False),
+        ("comment.added", False),
+        ("client.updated", False),
+    ],
+)
+def test_only_changes_that_can_alter_a_closed_deal_are_followed(
+    kind, follows, django_capture_on_commit_callbacks
+):
+    with counting_flushes() as flushed, django_capture_on_commit_callbacks(execute=True):
+        announce(kind, actor_id=None, object_id=7, data={})
+    assert flushed == ([[7]] if follows else [])
+
+
+def test_an_import_of_closed_deals_flushes_once(cast, django_capture_on_commit_callbacks):
+    rows = [
+        ImportRow(
+            number=index,
+            given=frozenset({"title", "status", "created_at", "closed_at", "probability"}),
+            title=f"Imported {index}",
+            status="won" if index % 2 else "lost",
+            probability=10 * index,
+            created_at=T0,
+            closed_at=T0 + timedelta(days=40 + index),
+            lost_reason="Price",
+        )
+        for index in range(1, 6)
+    ]
+    LostReasonFactory(name="Price")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        report = opportunity_import_batch(actor=cast.admin, rows=rows)
+    assert all(row.action == "created" for row in report.rows)
+
+    # The facts are written once after the commit, not once per imported row or event.
+    ours = [
+        c
+        for c in callbacks
+        if getattr(getattr(c, "__self__", None), "flush", None) is facts.deal_facts_update
+    ]
+    assert len(ours) == 1
+    rows_stored = stored()
+    assert len(rows_stored) == 5
+    assert sorted(r[4] for r in rows_stored.values()) == [10, 20, 30, 40, 50]
+
+
+# Reads equal the event-log walk -----------------------------------------------------------
+
+
+def play(cast, commit, rng, reason, count):
+    """`count` deals through the services at random: activities (some at the same instant,
+    some before creation), moves, probabilities, then won, lost, cancelled or left open;
+    some reopened and closed again, some with activities logged after closing."""
+    steps = list(cast.pipeline.steps.order_by("position"))
+    types = [activity_type(key) for key in ("visit", "demo", "call", "visit", "demo")]
+    owners = [cast.owner, cast.teammate, cast.other]
+    for index in range(count):
+        at = T0 + timedelta(days=rng.randrange(300), hours=rng.randrange(24))
+        opp = commit(
+            opportunity_create,
+            at,
+            actor=cast.admin,
+            owner=rng.choice(owners),
+            title=f"Deal {index}",
+            pipeline=cast.pipeline,
+            probability=rng.choice([None, 5, 35, 80]),
+        )
+        last_done = at
+
+        def log(at, done_at, opp=opp):
+            commit(
+                activity_log,
+                at,
+                opportunity=opp,
+                actor=cast.admin,
+                type=rng.choice(types),
+                done_at=done_at,
+            )
+
+        for _ in range(rng.randrange(9)):
+            at += timedelta(hours=rng.randrange(24 * 15))
+            action = rng.random()
+            if action < 0.6:
+                same = rng.random() < 0.2
+                last_done = last_done if same else at - timedelta(hours=rng.randrange(72))
+                log(at, last_done)
+            elif action < 0.8:
+                commit(
+                    opportunity_move, at, opportunity=opp, step=rng.choice(steps), actor=cast.admin
+                )
+            else:
+                probability = rng.choice([None, rng.randrange(101)])
+                commit(
+                    opportunity_set_probability,
+                    at,
+                    opportunity=opp,
+                    probability=probability,
+                    actor=cast.admin,
+                )
+        for round_ in range(2):
+            at += timedelta(hours=1 + rng.randrange(24 * 40))
+            outcome = rng.choices(["won", "lost", "cancelled", "open"], [4, 4, 1, 1])[0]
+            if outcome == "won":
+                commit(opportunity_close_won, at, opportunity=opp, actor=cast.admin)
+            elif outcome == "lost":
+                commit(opportunity_close_lost, at, opportunity=opp, actor=cast.admin, reason=reason)
+            elif outcome == "cancelled":
+                commit(opportunity_cancel, at, opportunity=opp, actor=cast.admin)
+            else:
+                break
+            closed_at = at
+            if rng.random() < 0.3:  # a late activity, dated before or after the close
+                at += timedelta(hours=rng.randrange(24 * 10))
+                log(at, min(at, closed_at + timedelta(hours=rng.randrange(-96, 96))))
+            if round_ == 1 or rng.random() < 0.7:
+                break
+            at += timedelta(hours=rng.randrange(24 * 5))
+            commit(opportunity_reopen, at, opportunity=opp, actor=cast.admin)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_reads_from_the_facts_equal_the_event_log_walk(cast, commit, reason, seed):
+    play(cast, commit, random.Random(seed), reason, count=30)
+    assert DealFacts.objects.exists()
+    middle = (T0 + timedelta(days=200)).date()
+    cases = [
+        (cast.admin, InsightFilters()),
+        (cast.manager, InsightFilters()),
+        (cast.admin, InsightFilters(start=middle)),
+        (cast.admin, InsightFilters(end=middle, team=cast.team_a.pk)),
+        (cast.manager, InsightFilters(owner=cast.teammate.pk)),
+    ]
+    for user, filters in cases:
+        assert behaviour_analysis(user=user, filters=filters) == behaviour_analysis_from_log(
+            user=user, filters=filters
+        )
+        assert probability_calibration(
+            user=user, filters=filters
+        ) == probability_calibration_from_log(user=user, filters=filters)
+    account = Account.load()
+    account.visibility = VisibilityPolicy.OWN
+    account.save()
+    assert behaviour_analysis(
+        user=cast.owner, filters=InsightFilters()
+    ) == behaviour_analysis_from_log(user=cast.owner, filters=InsightFilters())
+
+    # What followed the changes is what a rebuild from scratch writes.
+    followed = stored()
+    assert rebuild_deal_facts() == len(followed)
+    assert stored() == followed
+
+
+# Rebuilding ---------------------------------------------------------------------------------
+
+
+def closed_by_hand(cast, *, won):
+    """A closed deal written straight into the database, as a bulk load would."""
+    opp = OpportunityFactory(
+        owner=cast.owner,
+        pipeline=cast.pipeline,
+        status=Status.WON if won else Status.LOST,
+        won_amount=100_00 if won else None,
+        lost_reason=None if won else LostReasonFactory(name="Price"),
+        closed_at=T0 + timedelta(days=30),
+        probability=60,
+    )
+    return opp
+
+
+def test_rebuild_writes_the_facts_of_rows_written_without_the_services(cast):
+    won = closed_by_hand(cast, won=True)
+    lost = closed_by_hand(cast, won=False)
+    OpportunityFactory(owner=cast.owner, pipeline=cast.pipeline)  # open
+    assert not DealFacts.objects.exists()
+
+    assert rebuild_deal_facts() == 2
+
+    assert set(stored()) == {won.pk, lost.pk}
+    assert rebuild_deal_facts() == 2  # again: the same, not twice as many
+    assert DealFacts.objects.count() == 2
+
+
+def test_updating_any_number_of_deals_takes_the_same_queries(cast, django_assert_num_queries):
+    ids = [closed_by_hand(cast, won=index % 2 == 0).pk for index in range(40)]
+    # activity types, savepoint, lock the opportunities, delete counts, delete facts, insert
+    # counts, insert facts, release savepoint
+    with django_assert_num_queries(8):
+        deal_facts_update(ids[:1])
+    with django_assert_num_queries(8):
+        deal_facts_update(ids)
+    assert len(stored()) == 40
+    with django_assert_num_queries(0):
+        deal_facts_update([])
+
+
+def test_the_command_rebuilds_and_says_how_many(cast):
+    closed_by_hand(cast, won=True)
+    out = io.StringIO()
+
+    call_command("rebuild_insights", stdout=out)
+
+    text = out.getvalue()
+    assert "1 closed deals, 0 activity counts" in text
+    assert "Forecast openings" in text
+    assert "Step visits" in text
+    assert DealFacts.objects.count() == 1
+
+
+def test_the_command_has_help(capsys):
+    with pytest.raises(SystemExit):
+        call_command("rebuild_insights", "--help")
+    assert "behaviour analysis" in capsys.readouterr().out
