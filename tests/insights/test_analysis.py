@@ -24,6 +24,7 @@ from opportuna.insights.analysis import (
     wilson,
 )
 from opportuna.insights.facts import rebuild_deal_facts
+from opportuna.insights.steps import rebuild_step_visits
 from opportuna.sales.models import Activity, Opportunity, Status
 from opportuna.sales.services import (
     opportunity_close_lost,
@@ -112,7 +113,8 @@ def analyse(request):
 
 @pytest.fixture(params=["facts", "log"])
 def calibrate(request):
-    """probability_calibration on freshly rebuilt facts, or the event-log reference."""
+    """probability_calibration on freshly rebuilt facts and step visits, or the event-log
+    reference."""
 
     def run(user, step=None, **filters):
         compute = probability_calibration
@@ -120,6 +122,7 @@ def calibrate(request):
             compute = probability_calibration_from_log
         else:
             rebuild_deal_facts()
+            rebuild_step_visits()
         return compute(user=user, filters=InsightFilters(**filters), step=step)
 
     return run
@@ -431,15 +434,26 @@ def test_owners_who_over_and_under_estimate_are_told_apart(calibrate, cast):
 
 
 @pytest.mark.parametrize("compute", [probability_calibration, probability_calibration_from_log])
+@pytest.mark.parametrize("at_step", [False, True])
 def test_calibration_shows_only_visible_opportunities_in_one_query(
-    compute, cast, django_assert_num_queries
+    compute, at_step, cast, django_assert_num_queries
 ):
     closed(cast, won=True, owner=cast.owner, probability=40)
     closed(cast, won=False, owner=cast.other, probability=40)
+    step = None
+    if at_step:  # reached through the services (the log), then the visits rebuilt
+        step = cast.pipeline.steps.order_by("position").first()
+        with clock(T0):
+            for owner in (cast.owner, cast.other):
+                opp = opportunity_create(
+                    actor=cast.admin, owner=owner, title="Reached", pipeline=cast.pipeline
+                )
+                opportunity_close_won(opportunity=opp, actor=cast.admin)
+        rebuild_step_visits()
     rebuild_deal_facts()
 
     with django_assert_num_queries(1):  # per band and owner, with the names
-        result = compute(user=cast.owner, filters=InsightFilters())
+        result = compute(user=cast.owner, filters=InsightFilters(), step=step)
 
     assert result.overall.n == 1
     assert [c.label for c in result.owners] == [str(cast.owner.get_full_name() or cast.owner)]

@@ -14,10 +14,15 @@ from django.utils import timezone
 
 from opportuna.core.announce import announce
 from opportuna.insights import statistics, steps
+from opportuna.insights.analysis import (
+    InsightFilters,
+    probability_calibration,
+    probability_calibration_from_log,
+)
 from opportuna.insights.models import StepVisit
 from opportuna.insights.statistics import StatisticsFilters, step_funnel, step_funnel_from_log
 from opportuna.insights.steps import rebuild_step_visits, step_visits_update
-from opportuna.sales.models import EventKind, Opportunity, OpportunityEvent
+from opportuna.sales.models import EventKind, Opportunity, OpportunityEvent, Step
 from opportuna.sales.services import (
     activity_log,
     opportunity_cancel,
@@ -207,7 +212,7 @@ def test_a_rolled_back_change_leaves_the_visits_as_they_were(
         ("opportunity.cancelled", True),
         ("opportunity.reopened", True),  # its step is current again
         ("opportunity.deleted", True),
-        ("opportunity.probability", False),
+        ("opportunity.probability", True),
         ("opportunity.updated", False),
         ("activity.logged", False),
         ("comment.added", False),
@@ -352,6 +357,70 @@ def test_the_funnel_from_the_visits_equals_the_event_log_walk(cast, reason, comm
     for name in ("forward", "back", "won", "lost", "cancelled", "current"):
         assert sum(getattr(row, name) for row in rows), name
     assert any(row.stay for row in rows) and any(row.waiting for row in rows)
+
+
+def test_each_visit_keeps_the_probability_carried_on_entering_the_step(cast, commit):
+    lead, qualified, demo, _proposal = cast.pipeline.steps.order_by("position")
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    commit(opportunity_move, T0 + DAY, opportunity=opp, step=qualified, actor=cast.owner)
+    # Set by hand at the very instant of a move, in its own transaction: carried in.
+    commit(opportunity_move, T0 + 2 * DAY, opportunity=opp, step=demo, actor=cast.owner)
+    commit(
+        opportunity_set_probability, T0 + 2 * DAY, opportunity=opp, probability=77, actor=cast.owner
+    )
+    # Later changes are not what it carried in.
+    commit(
+        opportunity_set_probability, T0 + 3 * DAY, opportunity=opp, probability=5, actor=cast.owner
+    )
+
+    carried = list(
+        StepVisit.objects.filter(opportunity_id=opp.pk)
+        .order_by("entered_at")
+        .values_list("step_id", "probability")
+    )
+
+    assert carried == [
+        (lead.pk, lead.probability),
+        (qualified.pk, qualified.probability),
+        (demo.pk, 77),
+    ]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_calibration_at_a_step_from_the_visits_equals_the_event_log_walk(
+    cast, reason, commit, seed
+):
+    play(cast, commit, random.Random(seed), reason, count=40)
+    every_step = list(StepVisit.objects.values_list("step_id", flat=True).distinct())
+    steps_of = {step.pk: step for step in Step.objects.filter(pk__in=every_step)}
+    half = InsightFilters(start=date(2026, 3, 1), end=date(2026, 9, 30))
+    cases = [
+        (cast.admin, InsightFilters()),
+        (cast.manager, InsightFilters()),
+        (cast.owner, InsightFilters()),
+        (cast.admin, half),
+        (cast.admin, InsightFilters(owner=cast.other.pk)),
+        (cast.admin, InsightFilters(team=cast.team_a.pk, pipeline=cast.pipeline.pk)),
+    ]
+
+    def compared() -> int:
+        reached = 0
+        for step_id in every_step:
+            for user, chosen in cases:
+                step = steps_of[step_id]
+                expected = probability_calibration_from_log(user=user, filters=chosen, step=step)
+                found = probability_calibration(user=user, filters=chosen, step=step)
+                assert found == expected, (step.name, user.username, chosen)
+                reached += found.overall.n
+        return reached
+
+    # As the services left the visits (followed after each commit), then rebuilt.
+    assert compared()
+    rebuild_step_visits()
+    assert compared()
+    # Not trivial: what deals carried on reaching a step is not just the step's default.
+    carried = set(StepVisit.objects.values_list("step__probability", "probability"))
+    assert any(default != probability for default, probability in carried)
 
 
 def test_a_deleted_step_drops_out_of_the_funnel_as_from_the_log(cast, commit):

@@ -12,8 +12,9 @@ Python only adds the Wilson interval and the words, over those few rows.
 
 The walk those facts come from stays here: a window over the activities (or the probability
 events) of the opportunities, in the order of their timeline. `insights.facts` runs it per
-deal when it stores them; the calibration at a chosen step runs it on each request (the step
-is the user's choice, so there is nothing to store); `behaviour_analysis_from_log` and
+deal when it stores them; the calibration at a chosen step reads the probability stored on
+each stay on a step (`insights.steps`, which reads the log as `carried_probability_sql`
+does); `behaviour_analysis_from_log` and
 `probability_calibration_from_log` run it over everything, as the reference the stored facts
 are tested against.
 
@@ -56,7 +57,7 @@ from django.utils.translation import ngettext
 
 from opportuna.accounts.models import Team, User
 from opportuna.accounts.selectors import users_managed_by
-from opportuna.insights.models import DealFacts
+from opportuna.insights.models import DealFacts, StepVisit
 from opportuna.insights.periods import local_day_range
 from opportuna.sales.models import (
     Activity,
@@ -808,7 +809,8 @@ BANDS = 10  # 0-9%, 10-19%, ... 90-100%
 PROBABILITY_KINDS = (EventKind.CREATED, EventKind.MOVED, EventKind.PROBABILITY)
 
 
-def _carries_probability(prefix: str = "") -> Q:
+def carries_probability(prefix: str = "") -> Q:
+    """The events that set a probability (`prefix` reaches them through a relation)."""
     return Q(**{f"{prefix}kind__in": PROBABILITY_KINDS}) & (
         Q(**{f"{prefix}kind": EventKind.CREATED, f"{prefix}data__has_key": "probability"})
         | Q(**{f"{prefix}changes__has_key": "probability"})
@@ -824,7 +826,7 @@ def _json_text(column: str, *keys: str) -> KeyTextTransform:
     return KeyTextTransform(keys[-1], value)
 
 
-def _event_probability(position: int, relation: str = "") -> Cast:
+def event_probability(position: int, relation: str = "") -> Cast:
     """The probability an event carries: the created one's, else changes[...][position]."""
     return Cast(
         Case(
@@ -868,18 +870,16 @@ def _probability_trail(closed: OpportunityQuerySet, *, step_id: int | None) -> O
     else:
         cutoff = entered_step_at(step_id)
     return (
-        closed.annotate(
-            trail=FilteredRelation("events", condition=_carries_probability("events__"))
-        )
+        closed.annotate(trail=FilteredRelation("events", condition=carries_probability("events__")))
         .annotate(
             opp=F("pk"),
             seller=F("owner_id"),
             won=Case(When(status=Status.WON, then=1), default=0),
             after=Coalesce(
-                _event_probability(1, "trail__"), F("probability"), output_field=IntegerField()
+                event_probability(1, "trail__"), F("probability"), output_field=IntegerField()
             ),
             before=Coalesce(
-                _event_probability(0, "trail__"), F("probability"), output_field=IntegerField()
+                event_probability(0, "trail__"), F("probability"), output_field=IntegerField()
             ),
             moment=F("trail__at"),
             seq=F("trail__id"),
@@ -937,6 +937,41 @@ def _stored_probability_sql(closed: OpportunityQuerySet) -> tuple[str, list[Any]
         LEFT JOIN {facts} AS f ON f.opportunity_id = o.opp
     """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
     return picked, list(params)
+
+
+def _visited_probability_sql(closed: OpportunityQuerySet, step_id: int) -> tuple[str, list[Any]]:
+    """Like `carried_probability_sql` at a step, read from the stored step visits
+    (`insights.steps`): per closed opportunity the probability stored on its first visit of
+    the step by the time it closed (ties by visit id; those that never reached it are left
+    out). A visit stored before it kept a probability (not rebuilt since) carries the
+    opportunity's current one."""
+    outcomes, params = (
+        closed.annotate(
+            opp=F("pk"),
+            seller=F("owner_id"),
+            won=Case(When(status=Status.WON, then=1), default=0),
+            current=F("probability"),
+            ended=F("closed_at"),
+        )
+        .values("opp", "seller", "won", "current", "ended")
+        .query.sql_with_params()
+    )
+    visits = connection.ops.quote_name(StepVisit._meta.db_table)
+    # Most deals reach a step once (`again` is false): only the others look for an earlier
+    # visit, through the visits' opportunity index, instead of ranking every row.
+    picked = f"""
+        SELECT o.opp, o.seller, o.won, COALESCE(v.probability, o.current) AS carried
+        FROM ({outcomes}) AS o
+        JOIN {visits} AS v ON v.opportunity_id = o.opp
+        WHERE v.step_id = %s AND v.entered_at <= o.ended
+          AND (NOT v.again OR NOT EXISTS (
+              SELECT 1 FROM {visits} AS w
+              WHERE w.opportunity_id = v.opportunity_id AND w.step_id = v.step_id
+                AND (w.entered_at < v.entered_at
+                     OR (w.entered_at = v.entered_at AND w.id < v.id))
+          ))
+    """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
+    return picked, [*params, step_id]
 
 
 def _calibration_rows(
@@ -1036,14 +1071,15 @@ def probability_calibration(
 
     The probability is the one carried `DAYS_BEFORE` days before closing, read from the
     stored facts of each closed deal (`insights.facts`), or, given a step, the one carried
-    when the opportunity first reached that step, read from the event log (those that never
-    did are left out). Per probability band (a reliability table) and per owner.
+    when the opportunity first reached that step, read from its stored step visits
+    (`insights.steps`; those that never reached it are left out). Per probability band (a
+    reliability table) and per owner.
     """
     closed = closed_opportunities(user=user, filters=filters)
     if step is None:
         rows = _calibration_rows(_stored_probability_sql(closed))
     else:
-        rows = _calibration_rows(carried_probability_sql(closed, step_id=step.pk))
+        rows = _calibration_rows(_visited_probability_sql(closed, step.pk))
     return _calibration(rows, step)
 
 
@@ -1051,7 +1087,7 @@ def probability_calibration_from_log(
     *, user: User, filters: InsightFilters, step: Step | None = None
 ) -> Calibration:
     """`probability_calibration` read from the event log on both bases, as it was before the
-    facts were stored; the reference they are tested against. One query."""
+    facts and the step visits were stored; the reference they are tested against. One query."""
     closed = closed_opportunities(user=user, filters=filters)
     rows = _calibration_rows(carried_probability_sql(closed, step_id=step.pk if step else None))
     return _calibration(rows, step)
@@ -1114,8 +1150,10 @@ __all__ = [
     "behaviour_analysis_from_log",
     "calibration_steps",
     "carried_probability_sql",
+    "carries_probability",
     "closed_opportunities",
     "done_by_close",
+    "event_probability",
     "insight_filter_choices",
     "probability_calibration",
     "probability_calibration_from_log",

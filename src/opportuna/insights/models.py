@@ -273,6 +273,10 @@ class StepVisit(models.Model):
     # lasts, its start's quarter-days since `statistics.DAYS_FROM` (a later start has waited
     # less); see `insights.steps.BINS_PER_DAY`.
     bin = models.BigIntegerField()
+    # The probability the opportunity carried when it entered the step, as the event log
+    # tells it (see `insights.steps`): what the calibration "at a step" reads. None on rows
+    # written before the column existed, until `opportuna rebuild_insights` fills them.
+    probability = models.IntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [

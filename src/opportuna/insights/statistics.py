@@ -382,13 +382,23 @@ def _quantiles(
         raise NotSupportedError("statistics are written for SQLite and PostgreSQL")
     if not all(name.isidentifier() for name in keys):
         raise ValueError("keys are column names")
-    selects = [_quantile_select(0, keys, keys, vendor)]
-    if total_by is not None:
-        selects.append(_quantile_select(1, keys, total_by, vendor))
-    template = (
-        f"WITH t AS (SELECT {', '.join(keys)}, val FROM ({rows}) r WHERE val IS NOT NULL) "  # noqa: S608
-        + " UNION ALL ".join(selects)
-    )
+    kept = f"SELECT {', '.join(keys)}, val FROM ({rows}) r WHERE val IS NOT NULL"  # noqa: S608
+    if vendor == "postgresql" and total_by is not None and set(total_by) != set(keys):
+        # Both levels from one sort of one scan: GROUPING(keys) is 0 on the rows per `keys`.
+        quartiles = ", ".join(
+            f"percentile_cont({p}) WITHIN GROUP (ORDER BY val)" for p in _PROBABILITIES
+        )
+        columns = ", ".join(keys)
+        sets = f"({columns}), ({', '.join(total_by)})"
+        template = (
+            f"SELECT CASE WHEN GROUPING({columns}) = 0 THEN 0 ELSE 1 END, {columns}, "  # noqa: S608
+            f"COUNT(*), {quartiles} FROM ({kept}) t GROUP BY GROUPING SETS ({sets})"
+        )
+    else:
+        selects = [_quantile_select(0, keys, keys, vendor)]
+        if total_by is not None:
+            selects.append(_quantile_select(1, keys, total_by, vendor))
+        template = f"WITH t AS ({kept}) " + " UNION ALL ".join(selects)
     by_keys: dict[tuple[Any, ...], Quantiles] = {}
     by_total: dict[tuple[Any, ...], Quantiles] = {}
     for level, *values, count, p25, median, p75 in _run(template, source):
@@ -515,9 +525,11 @@ def win_rates(*, user: User, filters: StatisticsFilters, by: StatisticsBy) -> Wi
         closed.annotate(grp=_group_expression(by, filters, "closed_at"))
         .values("grp", *labels)
         .annotate(
-            n_won=Count("pk", filter=_WON),
-            n_lost=Count("pk", filter=_LOST),
-            n_cancelled=Count("pk", filter=_CANCELLED),
+            # Counting the status (never NULL) rather than the id, which no closed-deal
+            # index holds, lets PostgreSQL answer from opp_closed_idx alone.
+            n_won=Count("status", filter=_WON),
+            n_lost=Count("status", filter=_LOST),
+            n_cancelled=Count("status", filter=_CANCELLED),
             won_sum=Sum("won_amount", filter=_WON, default=0),
             lost_sum=Sum("amount", filter=_LOST, default=0),
             cancelled_sum=Sum("amount", filter=_CANCELLED, default=0),

@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import Case, F, Max, Q, QuerySet, Value, When
+from django.db.models import Case, F, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 
 from opportuna.core.announce import CommitBatch, change_recorded
+from opportuna.insights.analysis import carries_probability, event_probability
 from opportuna.insights.models import StepVisit
 from opportuna.insights.statistics import DAYS_FROM, DaysBetween
 from opportuna.sales.models import OPEN_STATUSES, EventKind, Opportunity, OpportunityEvent
@@ -44,6 +45,9 @@ FOLLOWED_KINDS = frozenset(
         EventKind.LOST,
         EventKind.CANCELLED,
         EventKind.REOPENED,
+        # A probability change does not move the opportunity, but one at the very instant
+        # it entered a step is part of the probability it carried in (see `_entries`).
+        EventKind.PROBABILITY,
         "deleted",
     )
 )
@@ -57,10 +61,42 @@ UPDATE_CHUNK = 2000
 REBUILD_CHUNK = 50_000
 
 
+# Stands for "the log tells no probability" in `_carried`, so that only a missing one falls
+# back to the opportunity's current probability (no probability is negative).
+UNTOLD = -1
+
+
+def _carried() -> Coalesce:
+    """The probability the outer event's opportunity carried at the event's time, as the
+    calibration reads it from the log (`analysis.carried_probability_sql`): the new value of
+    the last probability-carrying event at or before that time (later ids at the same
+    instant included), else the value the earliest such event started from; UNTOLD where the
+    chosen event tells none or there is no such event (the opportunity's current one then)."""
+    carrying = OpportunityEvent.objects.filter(
+        carries_probability(), opportunity=OuterRef("opportunity_id")
+    )
+    last = (
+        carrying.filter(at__lte=OuterRef("at"))
+        .order_by("-at", "-pk")
+        .annotate(value=Coalesce(event_probability(1), Value(UNTOLD)))
+        .values("value")[:1]
+    )
+    first = (
+        carrying.order_by("at", "pk")
+        .annotate(value=Coalesce(event_probability(0), Value(UNTOLD)))
+        .values("value")[:1]
+    )
+    return Coalesce(
+        Subquery(last, output_field=models.IntegerField()),
+        Subquery(first, output_field=models.IntegerField()),
+        output_field=models.IntegerField(),
+    )
+
+
 def _entries(opportunities: Q) -> QuerySet[Any]:
     """The events of the chosen opportunities that enter a step or close one: per event its
-    opportunity, id, time (also in days since DAYS_FROM), kind and the step it enters (NULL
-    for a close)."""
+    opportunity, id, time (also in days since DAYS_FROM), kind, the step it enters (NULL
+    for a close) and the probability carried then (see `_carried`; NULL for a close)."""
     entered = Case(
         When(kind=EventKind.CREATED, then=Cast(KT("data__step"), models.BigIntegerField())),
         When(kind=EventKind.MOVED, then=Cast(KT("changes__step__1"), models.BigIntegerField())),
@@ -81,8 +117,13 @@ def _entries(opportunities: Q) -> QuerySet[Any]:
             event_kind=F("kind"),
             step_in=entered,
             day=DaysBetween(F("at"), Value(DAYS_FROM, models.DateTimeField())),
+            carried=Case(
+                When(kind__in=(EventKind.CREATED, EventKind.MOVED), then=_carried()),
+                default=Value(None),
+                output_field=models.IntegerField(),
+            ),
         )
-        .values("opp", "event_id", "event_at", "event_kind", "step_in", "day")
+        .values("opp", "event_id", "event_at", "event_kind", "step_in", "day", "carried")
         .order_by()
     )
 
@@ -103,6 +144,7 @@ def _insert_visits(opportunities: Q) -> int:
         "current",
         "again",
         "bin",
+        "probability",
     )
     columns = ", ".join(quote(StepVisit._meta.get_field(name).column) for name in names)
     opportunity = Opportunity._meta
@@ -114,9 +156,10 @@ def _insert_visits(opportunities: Q) -> int:
         f"CASE WHEN o.status IN ({open_statuses}) AND o.step_id = s.step_in "
         "THEN 1 ELSE 0 END = 1, s.visits > 1, "
         f"CAST({BINS_PER_DAY} * CASE WHEN s.next_kind IS NULL THEN s.day ELSE s.days END "
-        "AS BIGINT) "
+        "AS BIGINT), "
+        f"COALESCE(NULLIF(s.carried, {UNTOLD}), o.probability) "
         "FROM (SELECT x.*, COUNT(*) OVER (PARTITION BY x.opp, x.step_in) AS visits FROM ("
-        "SELECT e.opp, e.step_in, e.event_at, e.day, "
+        "SELECT e.opp, e.step_in, e.event_at, e.day, e.carried, "
         "LEAD(e.event_at) OVER w AS next_at, LEAD(e.event_kind) OVER w AS next_kind, "
         "LEAD(e.step_in) OVER w AS next_step, LEAD(e.day) OVER w - e.day AS days "
         f"FROM ({source}) e WINDOW w AS (PARTITION BY e.opp ORDER BY e.event_at, e.event_id)"

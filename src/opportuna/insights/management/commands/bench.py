@@ -28,6 +28,7 @@ from opportuna.accounts.models import Role, User
 from opportuna.insights.analysis import (
     InsightFilters,
     behaviour_analysis,
+    calibration_steps,
     probability_calibration,
 )
 from opportuna.insights.history import forecast_accuracy, pipeline_snapshot
@@ -52,7 +53,7 @@ from opportuna.insights.statistics import (
 from opportuna.insights.views import analysis as analysis_views
 from opportuna.insights.views import forecast as forecast_views
 from opportuna.insights.views import statistics as statistics_views
-from opportuna.sales.models import Activity, Opportunity, OpportunityEvent
+from opportuna.sales.models import Activity, Opportunity, OpportunityEvent, Step
 
 YEARS = 5
 HISTORY_MONTHS = 36  # the forecast range starts this many months back: the demo's history
@@ -239,6 +240,16 @@ def statistics_scenarios(user: User, today: date) -> list[Scenario]:
     ]
 
 
+def calibration_step() -> Step | None:
+    """The step the calibration at a step is timed at: the first pipeline's second (one most
+    deals pass through), else its first; None without steps."""
+    steps = calibration_steps()
+    if not steps:
+        return None
+    first = [step for step in steps if step.pipeline_id == steps[0].pipeline_id]
+    return first[1] if len(first) > 1 else first[0]
+
+
 def database_name() -> str:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -287,6 +298,7 @@ class Command(BaseCommand):
         start, end = forecast_range(today)
         page_start = add_months(today.replace(day=1), -24)  # two years back, one ahead
         everything = InsightFilters()
+        at_step = calibration_step()
         past = min(local_midnight(today - timedelta(days=90)), timezone.now())
         scenarios = [
             Scenario(
@@ -324,6 +336,11 @@ class Command(BaseCommand):
                 "calibration",
                 "probability_calibration, 30 days before closing",
                 lambda: probability_calibration(user=user, filters=everything),
+            ),
+            Scenario(
+                "calibration_step",
+                "probability_calibration at the first pipeline's second step, from the visits",
+                lambda: probability_calibration(user=user, filters=everything, step=at_step),
             ),
             Scenario(
                 "as_of",
