@@ -44,9 +44,16 @@ def comment_add(
     return comment
 
 
+def _locked_comment(comment: Comment | int, actor: User) -> tuple[Opportunity, Comment]:
+    """Lock the comment's opportunity (it must be one the actor sees), then the comment."""
+    pk = comment.pk if isinstance(comment, Comment) else comment
+    opportunity_id = Comment.objects.filter(pk=pk).values_list("opportunity_id", flat=True)
+    opp = locked_visible(opportunity_id.first() or 0, actor)
+    return opp, Comment.objects.select_for_update().get(pk=pk, opportunity=opp)
+
+
 def _comment_set_pinned(comment: Comment, actor: User, pinned: bool) -> Comment:
-    opp = locked_visible(comment.opportunity_id, actor)
-    comment = Comment.objects.select_for_update().get(pk=comment.pk)
+    opp, comment = _locked_comment(comment, actor)
     if comment.author_id != actor.pk and not can_edit_opportunity(actor, opp):
         raise PermissionDenied(_("Only the author or the opportunity's editors can pin this."))
     if comment.pinned == pinned:
@@ -73,10 +80,7 @@ def comment_unpin(*, comment: Comment, actor: User) -> Comment:
 @transaction.atomic
 def comment_edit(*, comment: Comment | int, actor: User, body: str) -> Comment:
     """Only its author may reword a comment; the log keeps what it said before."""
-    pk = comment.pk if isinstance(comment, Comment) else comment
-    opportunity_id = Comment.objects.filter(pk=pk).values_list("opportunity_id", flat=True)
-    opp = locked_visible(opportunity_id.first() or 0, actor)
-    found = Comment.objects.select_for_update().get(pk=pk, opportunity=opp)
+    opp, found = _locked_comment(comment, actor)
     if found.author_id != actor.pk:
         raise PermissionDenied(_("Only the author can edit a comment."))
     body = (body or "").strip()
@@ -101,10 +105,7 @@ def comment_edit(*, comment: Comment | int, actor: User, body: str) -> Comment:
 def comment_delete(*, comment: Comment | int, actor: User) -> None:
     """Its author, or whoever may edit the opportunity, may delete a comment. The log keeps
     that it existed and who deleted it, not its words."""
-    pk = comment.pk if isinstance(comment, Comment) else comment
-    opportunity_id = Comment.objects.filter(pk=pk).values_list("opportunity_id", flat=True)
-    opp = locked_visible(opportunity_id.first() or 0, actor)
-    found = Comment.objects.select_for_update().get(pk=pk, opportunity=opp)
+    opp, found = _locked_comment(comment, actor)
     if found.author_id != actor.pk and not can_edit_opportunity(actor, opp):
         raise PermissionDenied(_("Only the author or the opportunity's editors can delete this."))
     record(
