@@ -8,7 +8,7 @@ from opportuna.core.announce import (
     CommitBatch,
     announce_many,
     change_announced,
-    change_recorded,
+    changes_recorded,
     transaction_cache_forget,
     transaction_cached,
 )
@@ -101,18 +101,18 @@ def test_transaction_cached_computes_once_per_transaction_and_can_forget():
     assert len(computed) == 2
 
 
-def test_announce_many_records_each_at_once_and_announces_the_group_after_commit(
+def test_announce_many_records_the_group_at_once_and_announces_each_after_commit(
     django_capture_on_commit_callbacks,
 ):
     recorded, announced = [], []
 
-    def on_recorded(sender, kind, object_id, **kwargs):
-        recorded.append((kind, object_id))
+    def on_recorded(sender, changes, **kwargs):
+        recorded.append([(kind, object_id) for kind, _actor, object_id, _data in changes])
 
     def on_announced(sender, kind, object_id, **kwargs):
         announced.append((kind, object_id))
 
-    change_recorded.connect(on_recorded, dispatch_uid="test-many-recorded")
+    changes_recorded.connect(on_recorded, dispatch_uid="test-many-recorded")
     change_announced.connect(on_announced, dispatch_uid="test-many-announced")
     try:
         group = [("opportunity.created", 1, pk, {}) for pk in (5, 3, 9)]
@@ -126,7 +126,11 @@ def test_announce_many_records_each_at_once_and_announces_the_group_after_commit
         sends = [c for c in callbacks if "announce_many" in getattr(c, "__qualname__", "")]
         assert len(sends) == 1
     finally:
-        change_recorded.disconnect(dispatch_uid="test-many-recorded")
+        changes_recorded.disconnect(dispatch_uid="test-many-recorded")
         change_announced.disconnect(dispatch_uid="test-many-announced")
-    assert recorded == [("opportunity.created", pk) for pk in (99, 5, 3, 9)]
+    # One call per group, inside the transaction (the rolled-back one too).
+    assert recorded == [
+        [("opportunity.created", 99)],
+        [("opportunity.created", pk) for pk in (5, 3, 9)],
+    ]
     assert announced == [("opportunity.created", pk) for pk in (5, 3, 9)]

@@ -8,13 +8,14 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.test import Client as Browser
 from django.urls import reverse
 from django.utils import timezone
 from openpyxl import Workbook
 
 from opportuna.core.announce import change_announced
+from opportuna.core.database import refresh_planner_statistics
 from opportuna.integrations.importing import (
     IGNORE,
     TEXT,
@@ -43,6 +44,7 @@ from opportuna.sales.services import (
 )
 from opportuna.sales.services import imports as import_services
 from opportuna.sales.services.imports import ClientRow, ImportRow
+from tests.core.test_database import stat_rows
 from tests.factories import (
     ClientFactory,
     FieldDefinitionFactory,
@@ -941,3 +943,21 @@ def test_the_opportunity_list_links_to_import_and_export_for_managers(client, ca
     html = client.get(reverse("sales:opportunity_list")).content.decode()
     assert f'href="{START}"' not in html
     assert "/integrations/export/?format=csv" in html
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own statistics")
+def test_a_big_import_refreshes_the_planner_statistics_as_the_tables_grow(cast, tmp_path):
+    """Statistics taken while the log was small would make SQLite scan the whole log to
+    refresh each batch's derived rows: the import refreshes them after its first batch and
+    at each doubling."""
+    OpportunityFactory()
+    refresh_planner_statistics()
+    before = stat_rows("sales_opportunityevent") or 0
+    rows = [[f"X-{n}", f"Deal {n}", "", "", "", "100"] for n in range(60)]
+    report, _columns = import_file(
+        actor=cast.admin, path=write_csv(tmp_path, rows), options=ImportOptions(), batch_size=20
+    )
+    assert report.count("created") == 60
+    # Refreshed after the batches that reached 20 and 40 created: the last one (60) waits
+    # for 80.
+    assert stat_rows("sales_opportunityevent") == before + 40

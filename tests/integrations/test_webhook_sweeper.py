@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks import task_backends
 
-from opportuna.core.announce import change_recorded
+from opportuna.core.announce import changes_recorded
 from opportuna.integrations import webhooks
 from opportuna.integrations.management.commands import deliver_webhooks
 from opportuna.integrations.models import DeliveryStatus, WebhookDelivery
@@ -59,9 +59,7 @@ def queued_only(settings):
 def pending(opp, count=1):
     """`count` deliveries waiting, due a minute ago, a second apart (oldest first)."""
     for _ in range(count):
-        change_recorded.send(
-            sender=None, kind="opportunity.moved", actor_id=None, object_id=opp.pk, data={}
-        )
+        changes_recorded.send(sender=None, changes=[("opportunity.moved", None, opp.pk, {})])
     deliveries = list(WebhookDelivery.objects.order_by("pk"))
     start = timezone.now() - timedelta(minutes=1)
     for index, delivery in enumerate(deliveries):

@@ -15,7 +15,7 @@ from django_tasks import task_backends
 from django_tasks_db.models import DBTaskResult
 from standardwebhooks import Webhook
 
-from opportuna.core.announce import change_recorded
+from opportuna.core.announce import changes_recorded
 from opportuna.integrations import webhooks
 from opportuna.integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from opportuna.integrations.services import (
@@ -272,10 +272,24 @@ def test_the_outbox_runs_three_queries_whatever_the_number_of_endpoints(
         endpoint_for(f"http://127.0.0.1:9/{index}", admin)
     # subscribed endpoints, the opportunity, the insert of the deliveries
     with django_assert_num_queries(3):
-        change_recorded.send(
-            sender=None, kind="opportunity.moved", actor_id=None, object_id=opp.pk, data={}
-        )
+        changes_recorded.send(sender=None, changes=[("opportunity.moved", None, opp.pk, {})])
     assert WebhookDelivery.objects.count() == endpoints
+
+
+def test_a_group_of_changes_is_written_to_the_outbox_in_one_insert(
+    admin, opp, django_assert_num_queries
+):
+    endpoint_for("http://127.0.0.1:9/hook", admin, "opportunity.moved", "opportunity.won")
+    endpoint_for("http://127.0.0.1:9/won-only", admin, "opportunity.won")
+    group = [("opportunity.moved", None, opp.pk, {}), ("opportunity.won", None, opp.pk, {})]
+    # subscribed endpoints, the opportunity per change, one insert for the group
+    with django_assert_num_queries(4):
+        changes_recorded.send(sender=None, changes=group)
+    kinds = sorted(WebhookDelivery.objects.values_list("event_type", flat=True))
+    assert kinds == ["opportunity.moved", "opportunity.won", "opportunity.won"]
+    # One message per change: both endpoints got the same id for the same change.
+    won = WebhookDelivery.objects.filter(event_type="opportunity.won")
+    assert len({delivery.message_id for delivery in won}) == 1
 
 
 def test_without_a_subscribed_endpoint_the_outbox_runs_one_query(
@@ -283,9 +297,7 @@ def test_without_a_subscribed_endpoint_the_outbox_runs_one_query(
 ):
     endpoint_for("http://127.0.0.1:9/hook", admin, "opportunity.won")
     with django_assert_num_queries(1):  # subscribed endpoints: none
-        change_recorded.send(
-            sender=None, kind="opportunity.moved", actor_id=None, object_id=opp.pk, data={}
-        )
+        changes_recorded.send(sender=None, changes=[("opportunity.moved", None, opp.pk, {})])
     assert WebhookDelivery.objects.count() == 0
 
 
@@ -615,9 +627,7 @@ def test_the_delivery_log_runs_the_same_queries_for_1_and_30_rows(
 ):
     endpoint_for("http://127.0.0.1:9/hook", admin)
     for _ in range(rows):
-        change_recorded.send(
-            sender=None, kind="opportunity.moved", actor_id=None, object_id=opp.pk, data={}
-        )
+        changes_recorded.send(sender=None, changes=[("opportunity.moved", None, opp.pk, {})])
     client.force_login(admin)
     # session, user, endpoints (filter), count, account (admin sidebar), user and group
     # permissions (sidebar), the page of deliveries with their endpoints

@@ -60,7 +60,9 @@ def kinds(announced):
 def announcements(callbacks):
     """How many of the on-commit callbacks send an announcement (others refresh derived data,
     once per transaction)."""
-    return sum(1 for c in callbacks if getattr(c, "__qualname__", "") == "announce.<locals>.send")
+    return sum(
+        1 for c in callbacks if getattr(c, "__qualname__", "") == "announce_many.<locals>.send"
+    )
 
 
 def test_nothing_is_announced_before_commit(

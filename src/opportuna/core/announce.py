@@ -1,9 +1,12 @@
-"""Announcing changes: the plain hook that webhooks and notifications use.
+"""Announcing changes: the plain hook that webhooks, the search index and the insights use.
 
-A service calls `announce(kind, ...)` inside its transaction. Listeners connected to
-`change_announced` run only once the transaction commits, and never for a rolled-back change.
-Listeners connected to `change_recorded` run at once, inside the transaction, for work that
-must commit or roll back with the change (the webhook outbox); an error there fails the change.
+A service calls `announce(kind, ...)` (or `announce_many` for changes written together in
+bulk) inside its transaction. Listeners connected to `change_announced` run only once the
+transaction commits, one call per change, and never for a rolled-back change. Listeners
+connected to `changes_recorded` run at once, inside the transaction, one call per group of
+changes (one for `announce`, one per `announce_many`), for work that must commit or roll back
+with the change (the webhook outbox) or that notes what to recompute after commit
+(`CommitBatch`); an error there fails the change.
 """
 
 import logging
@@ -15,35 +18,30 @@ from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
 
-# Both sent with: kind (str, e.g. "opportunity.moved"), actor_id, object_id, data (dict).
+Announcement = tuple[str, int | None, int, dict[str, Any]]  # kind, actor_id, object_id, data
+
+# Sent with: kind (str, e.g. "opportunity.moved"), actor_id, object_id, data (dict).
 change_announced = Signal()
-change_recorded = Signal()
+# Sent with: changes, a list of Announcements in the order they were made.
+changes_recorded = Signal()
 
 
 def announce(kind: str, *, actor_id: int | None, object_id: int, data: dict[str, Any]) -> None:
-    change_recorded.send(sender=None, kind=kind, actor_id=actor_id, object_id=object_id, data=data)
-
-    def send() -> None:
-        change_announced.send(
-            sender=None, kind=kind, actor_id=actor_id, object_id=object_id, data=data
-        )
-
-    transaction.on_commit(send, robust=True)
-
-
-Announcement = tuple[str, int | None, int, dict[str, Any]]  # kind, actor_id, object_id, data
+    announce_many([(kind, actor_id, object_id, data)])
 
 
 def announce_many(announcements: Iterable[Announcement]) -> None:
-    """`announce` for many changes written together (one bulk statement, one savepoint): the
-    same signals in the same order, with one after-commit callback for the whole group."""
+    """Announce changes written together (one bulk statement, one savepoint): one
+    `changes_recorded` call for the whole group, and one after-commit callback that sends
+    `change_announced` for each, in order."""
     group = list(announcements)
-    for kind, actor_id, object_id, data in group:
-        change_recorded.send(
-            sender=None, kind=kind, actor_id=actor_id, object_id=object_id, data=data
-        )
+    if not group:
+        return
+    changes_recorded.send(sender=None, changes=group)
 
     def send() -> None:
+        if not change_announced.has_listeners():
+            return
         for kind, actor_id, object_id, data in group:
             try:
                 change_announced.send(
@@ -52,8 +50,7 @@ def announce_many(announcements: Iterable[Announcement]) -> None:
             except Exception:  # as robust on_commit callbacks: one failure stops no other
                 logger.exception("A listener failed on %s #%s", kind, object_id)
 
-    if group:
-        transaction.on_commit(send, robust=True)
+    transaction.on_commit(send, robust=True)
 
 
 class CommitBatch:

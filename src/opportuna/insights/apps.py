@@ -8,9 +8,9 @@ class InsightsConfig(AppConfig):
     verbose_name = _("Insights")
 
     def ready(self) -> None:
-        from opportuna.core.announce import change_recorded
+        from opportuna.core.announce import changes_recorded
         from opportuna.insights import facts, steps
 
         # Keep the closed-deal facts in step with every recorded change, in any process.
-        change_recorded.connect(facts.deal_facts_follow, dispatch_uid="opportuna.insights.facts")
+        changes_recorded.connect(facts.deal_facts_follow, dispatch_uid="opportuna.insights.facts")
         steps.connect()  # and the step visits

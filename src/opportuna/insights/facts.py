@@ -11,7 +11,7 @@ the analysis ran on each request before (`analysis.activity_walk` and
 `analysis.carried_probability_sql`), so they mean exactly what it meant: only activities done
 by the close count, in the order (done_at, id).
 
-Kept in step: `deal_facts_follow` (connected to `change_recorded` in `InsightsConfig.ready`)
+Kept in step: `deal_facts_follow` (connected to `changes_recorded` in `InsightsConfig.ready`)
 notes the opportunity of every change that can alter its facts in a `CommitBatch`, and once
 the transaction commits `deal_facts_update` recomputes those opportunities in a few set-based
 statements: one flush per transaction, however many changes (an import, a bulk action).
@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
-from opportuna.core.announce import CommitBatch
+from opportuna.core.announce import Announcement, CommitBatch
 from opportuna.insights.analysis import (
     OUTCOMES,
     activity_walk,
@@ -234,11 +234,16 @@ def rebuild_deal_facts(progress: Callable[[int, int], object] = lambda done, tot
 _pending = CommitBatch(deal_facts_update)
 
 
-def deal_facts_follow(sender: Any, *, kind: str, object_id: int, **_: Any) -> None:
-    """`change_recorded` receiver: note the opportunity of a change that can alter its facts;
-    they are computed again once the transaction commits."""
-    if kind in FACT_KINDS or kind.startswith(FACT_KIND_PREFIXES):
-        _pending.add(object_id)
+def deal_facts_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
+    """`changes_recorded` receiver: note the opportunities of changes that can alter their
+    facts; they are computed again once the transaction commits."""
+    _pending.add(
+        *(
+            object_id
+            for kind, _actor, object_id, _data in changes
+            if kind in FACT_KINDS or kind.startswith(FACT_KIND_PREFIXES)
+        )
+    )
 
 
 # Rebuilding everything ----------------------------------------------------------------------

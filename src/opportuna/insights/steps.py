@@ -9,7 +9,7 @@ whole log on every request. Each row also carries what the funnel would otherwis
 the opportunity: its creation (which never changes), whether it is open and on that step now,
 and whether it entered that step more than once.
 
-The rows follow the log: a `change_recorded` receiver (connected by `connect()`) notes the
+The rows follow the log: a `changes_recorded` receiver (connected by `connect()`) notes the
 opportunities that a transaction creates, moves, closes, reopens or deletes, and once it
 commits `step_visits_update` recomputes their visits from the log, with two set-based
 statements per 2,000 opportunities, whatever they were before (idempotent). Data written
@@ -27,7 +27,7 @@ from django.db.models import Case, F, Max, OuterRef, Q, QuerySet, Subquery, Valu
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
-from opportuna.core.announce import CommitBatch, change_recorded
+from opportuna.core.announce import Announcement, CommitBatch, changes_recorded
 from opportuna.insights.analysis import carries_probability, event_probability
 from opportuna.insights.models import StepVisit
 from opportuna.insights.statistics import DAYS_FROM, DaysBetween
@@ -93,10 +93,28 @@ def _carried() -> Coalesce:
     )
 
 
-def _entries(opportunities: Q) -> QuerySet[Any]:
+def _entries(opportunities: Q, *, few: bool = False) -> QuerySet[Any]:
     """The events of the chosen opportunities that enter a step or close one: per event its
     opportunity, id, time (also in days since DAYS_FROM), kind, the step it enters (NULL
-    for a close) and the probability carried then (see `_carried`; NULL for a close)."""
+    for a close) and the probability carried then (see `_carried`; NULL for a close).
+
+    `few`: the opportunities are a short list, whose events are best found through the log's
+    opportunity index; the condition on the kind is then written so that no database can
+    serve it from the kind index (SQLite would otherwise scan every creation in the log,
+    making each refresh slower as the log grows)."""
+    relevant = (
+        Q(kind=EventKind.CREATED)
+        | Q(kind=EventKind.MOVED, changes__has_key="step")
+        | Q(kind__in=CLOSING_KINDS)
+    )
+    events = OpportunityEvent.objects.filter(opportunities)
+    if few:
+        relevant_now = Case(
+            When(relevant, then=Value(1)), default=Value(0), output_field=models.IntegerField()
+        )
+        events = events.alias(relevant_now=relevant_now).filter(relevant_now=1)
+    else:
+        events = events.filter(relevant)
     entered = Case(
         When(kind=EventKind.CREATED, then=Cast(KT("data__step"), models.BigIntegerField())),
         When(kind=EventKind.MOVED, then=Cast(KT("changes__step__1"), models.BigIntegerField())),
@@ -104,13 +122,7 @@ def _entries(opportunities: Q) -> QuerySet[Any]:
         output_field=models.BigIntegerField(),
     )
     return (
-        OpportunityEvent.objects.filter(opportunities)
-        .filter(
-            Q(kind=EventKind.CREATED)
-            | Q(kind=EventKind.MOVED, changes__has_key="step")
-            | Q(kind__in=CLOSING_KINDS)
-        )
-        .annotate(
+        events.annotate(
             opp=F("opportunity_id"),
             event_id=F("pk"),
             event_at=F("at"),
@@ -128,9 +140,10 @@ def _entries(opportunities: Q) -> QuerySet[Any]:
     )
 
 
-def _insert_visits(opportunities: Q) -> int:
-    """Write the visits of the chosen opportunities (which have none yet); how many."""
-    source, params = _entries(opportunities).query.sql_with_params()
+def _insert_visits(opportunities: Q, *, few: bool = False) -> int:
+    """Write the visits of the chosen opportunities (which have none yet); how many.
+    `few` as for `_entries`."""
+    source, params = _entries(opportunities, few=few).query.sql_with_params()
     quote = connection.ops.quote_name
     names = (
         "opportunity",
@@ -178,7 +191,7 @@ def step_visits_update(opportunity_ids: Iterable[Any]) -> None:
         for first in range(0, len(ids), UPDATE_CHUNK):
             chunk = ids[first : first + UPDATE_CHUNK]
             StepVisit.objects.filter(opportunity_id__in=chunk).delete()
-            _insert_visits(Q(opportunity_id__in=chunk))
+            _insert_visits(Q(opportunity_id__in=chunk), few=True)
 
 
 def rebuild_step_visits(*, progress: Callable[[int, int], object] | None = None) -> int:
@@ -213,16 +226,17 @@ def rebuild_step_visits(*, progress: Callable[[int, int], object] | None = None)
 _pending = CommitBatch(step_visits_update)
 
 
-def step_visits_follow(sender: Any, *, kind: str, object_id: int, **_: Any) -> None:
-    """Note an opportunity whose visits a change may alter; they are recomputed once its
+def step_visits_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
+    """Note the opportunities whose visits changes may alter; they are recomputed once their
     transaction commits (once per transaction, however many changes it made)."""
-    if kind in FOLLOWED_KINDS:
-        _pending.add(object_id)
+    _pending.add(
+        *(object_id for kind, _actor, object_id, _data in changes if kind in FOLLOWED_KINDS)
+    )
 
 
 def connect() -> None:
     """Keep the visits in step with the log from now on (called once, from `ready()`)."""
-    change_recorded.connect(step_visits_follow, dispatch_uid="opportuna.insights.steps")
+    changes_recorded.connect(step_visits_follow, dispatch_uid="opportuna.insights.steps")
 
 
 __all__ = [

@@ -9,11 +9,11 @@ class IntegrationsConfig(AppConfig):
     verbose_name = _("Integrations")
 
     def ready(self) -> None:
-        from opportuna.core.announce import change_recorded
+        from opportuna.core.announce import changes_recorded
         from opportuna.integrations import webhooks
 
         # Inside the service's transaction: the outbox row commits or rolls back with it.
-        change_recorded.connect(webhooks.record_outbox, dispatch_uid="integrations.webhooks")
+        changes_recorded.connect(webhooks.record_outbox, dispatch_uid="integrations.webhooks")
         # The outbox reads the endpoints once per transaction; a change to them in the same
         # transaction is read again.
         endpoint = self.get_model("WebhookEndpoint")

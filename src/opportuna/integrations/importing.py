@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy
 from django_tasks import task
 
 from opportuna.accounts.models import User
+from opportuna.core.database import bulk_writes
 from opportuna.core.money import to_cents
 from opportuna.integrations.tabular import Cell, Sheet, TableError, read_sheet, restore
 from opportuna.sales.fieldtext import _clean_number, parse_text
@@ -635,17 +636,20 @@ def import_file(
         for number, row in enumerate(sheet.rows, start=2)  # row 1 is the header
         if _has_values(row)
     )
-    for batch in rows_in_batches(numbered, batch_size):
-        if options.kind == CLIENTS:
-            clients = [read_client(number, row, columns) for number, row in batch]
-            done = client_import_batch(actor=actor, rows=clients, dry_run=dry_run, context=context)
-            for result in done.rows:
-                result.errors = [(columns.column(name), text) for name, text in result.errors]
-            report.extend(done)
-        else:
-            report.extend(_opportunity_batch(batch, columns, statuses, context, dry_run))
-        if progress is not None:
-            progress(len(batch))
+    with bulk_writes():
+        for batch in rows_in_batches(numbered, batch_size):
+            if options.kind == CLIENTS:
+                clients = [read_client(number, row, columns) for number, row in batch]
+                done = client_import_batch(
+                    actor=actor, rows=clients, dry_run=dry_run, context=context
+                )
+                for result in done.rows:
+                    result.errors = [(columns.column(name), text) for name, text in result.errors]
+                report.extend(done)
+            else:
+                report.extend(_opportunity_batch(batch, columns, statuses, context, dry_run))
+            if progress is not None:
+                progress(len(batch))
     return report, columns
 
 

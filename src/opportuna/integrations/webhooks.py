@@ -1,6 +1,6 @@
 """Webhooks after the Standard Webhooks convention: the outbox, the signature, the delivery.
 
-- `record_outbox` listens to `change_recorded` (inside the service's transaction) and writes one
+- `record_outbox` listens to `changes_recorded` (inside the service's transaction) and writes one
   `WebhookDelivery` per subscribed endpoint, with the JSON body frozen then: a rolled-back
   change leaves no row, a committed one cannot be lost.
 - `deliver` makes one attempt: `webhook-id`, `webhook-timestamp` and
@@ -46,7 +46,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from opportuna.core.announce import transaction_cache_forget, transaction_cached
+from opportuna.core.announce import Announcement, transaction_cache_forget, transaction_cached
 from opportuna.core.money import from_cents
 from opportuna.integrations.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from opportuna.sales.models import Activity, Client, Comment, EventKind, Opportunity
@@ -332,37 +332,43 @@ def _active_endpoints() -> list[tuple[int, frozenset[str]]]:
     ]
 
 
-def record_outbox(
-    sender: Any, *, kind: str, actor_id: int | None, object_id: int, data: dict[str, Any], **_: Any
-) -> None:
-    """`change_recorded` receiver: one delivery per subscribed endpoint, in the transaction.
+def record_outbox(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
+    """`changes_recorded` receiver: one delivery per change and subscribed endpoint, in the
+    transaction.
 
     Queries: one per transaction to find the active endpoints; when some are subscribed,
-    one to read the objects and one to insert the deliveries (plus one per delivery with
-    the database task backend).
+    one per change to read its objects, and one per group of changes to insert the
+    deliveries (plus one per delivery with the database task backend).
     """
-    endpoint_ids = [
-        pk
-        for pk, event_types in transaction_cached(ENDPOINTS_CACHE, _active_endpoints)
-        if kind in event_types
-    ]
-    if not endpoint_ids:
+    endpoints = transaction_cached(ENDPOINTS_CACHE, _active_endpoints)
+    if not endpoints:
         return
     now = timezone.now()
-    payload = {
-        "type": kind,
-        "timestamp": now,
-        "data": payload_data(kind, actor_id=actor_id, object_id=object_id, data=data),
-    }
-    body = json.dumps(payload, cls=_BodyEncoder, separators=(",", ":"))
-    message_id = f"msg_{uuid.uuid4().hex}"
-    created = WebhookDelivery.objects.bulk_create(
-        WebhookDelivery(
-            endpoint_id=pk, message_id=message_id, event_type=kind, body=body, next_attempt_at=now
+    deliveries: list[WebhookDelivery] = []
+    for kind, actor_id, object_id, data in changes:
+        endpoint_ids = [pk for pk, event_types in endpoints if kind in event_types]
+        if not endpoint_ids:
+            continue
+        payload = {
+            "type": kind,
+            "timestamp": now,
+            "data": payload_data(kind, actor_id=actor_id, object_id=object_id, data=data),
+        }
+        body = json.dumps(payload, cls=_BodyEncoder, separators=(",", ":"))
+        message_id = f"msg_{uuid.uuid4().hex}"
+        deliveries.extend(
+            WebhookDelivery(
+                endpoint_id=pk,
+                message_id=message_id,
+                event_type=kind,
+                body=body,
+                next_attempt_at=now,
+            )
+            for pk in endpoint_ids
         )
-        for pk in endpoint_ids
-    )
-    queue_deliveries([(delivery.pk, 0) for delivery in created])
+    if deliveries:
+        created = WebhookDelivery.objects.bulk_create(deliveries)
+        queue_deliveries([(delivery.pk, 0) for delivery in created])
 
 
 # Delivery ---------------------------------------------------------------------------------

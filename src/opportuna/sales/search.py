@@ -3,7 +3,7 @@
 One document per opportunity (title, client folder name, description, default-field values,
 contacts, comments) and one per client folder. The tables are created by migration
 `sales.0003_search_index`: FTS5 on SQLite, weighted tsvectors with a GIN index on
-PostgreSQL. They are refreshed once after every committed transaction (the `change_recorded`
+PostgreSQL. They are refreshed once after every committed transaction (the `changes_recorded`
 receiver below collects what it touched) and rebuilt in bulk by `opportuna rebuild_search_index`.
 
 Reads go through `opportuna.sales.selectors.search`, always joined with
@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.dispatch import receiver
 
-from opportuna.core.announce import CommitBatch, change_recorded
+from opportuna.core.announce import Announcement, CommitBatch, changes_recorded
 
 OPPORTUNITY_TABLE = "sales_search"
 CLIENT_TABLE = "sales_client_search"
@@ -259,6 +259,7 @@ def search_index_rebuild() -> tuple[int, int]:
 
 # Announced kinds that change a client folder; every other kind names an opportunity.
 CLIENT_KINDS = {"client.created", "client.updated", "client.merged"}
+FOLLOWED_PREFIXES = ("opportunity.", "comment.", "activity.", "contact.", "tag.")
 
 
 def _search_index_flush(keys: list[Any]) -> None:
@@ -277,18 +278,19 @@ def _search_index_flush(keys: list[Any]) -> None:
 _pending = CommitBatch(_search_index_flush)
 
 
-@receiver(change_recorded, dispatch_uid="opportuna.sales.search")
-def search_index_follow(sender: Any, *, kind: str, object_id: int, data: dict[str, Any], **_: Any):
-    """Note what a change touches; it is rewritten once its transaction commits (one rewrite
+@receiver(changes_recorded, dispatch_uid="opportuna.sales.search")
+def search_index_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
+    """Note what changes touch; it is rewritten once their transaction commits (one rewrite
     per transaction, however many changes: an import of a thousand rows costs one)."""
-    if kind in CLIENT_KINDS:
-        merged = data.get("merged")
-        with_opportunities = kind != "client.created"
-        _pending.add(
-            *(
+    keys: list[tuple[Any, ...]] = []
+    for kind, _actor_id, object_id, data in changes:
+        if kind in CLIENT_KINDS:
+            merged = data.get("merged")
+            with_opportunities = kind != "client.created"
+            keys.extend(
                 ("client", pk, with_opportunities)
                 for pk in [object_id, *([merged] if merged else [])]
             )
-        )
-    elif kind.startswith(("opportunity.", "comment.", "activity.", "contact.", "tag.")):
-        _pending.add(("opportunity", object_id))
+        elif kind.startswith(FOLLOWED_PREFIXES):
+            keys.append(("opportunity", object_id))
+    _pending.add(*keys)

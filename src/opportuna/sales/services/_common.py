@@ -124,12 +124,26 @@ def record_many(events: Iterable[OpportunityEvent]) -> list[OpportunityEvent]:
     return created
 
 
-def _announcement(event: OpportunityEvent) -> Announcement:
+def event_announcement(
+    event_id: int,
+    opportunity_id: int,
+    actor_id: int | None,
+    kind: str,
+    changes: dict[str, list[Any]],
+    data: dict[str, Any],
+) -> Announcement:
+    """What an event of the log announces (for events written without a model instance)."""
     return (
-        ANNOUNCED_AS.get(event.kind, f"opportunity.{event.kind}"),
-        event.actor_id,
-        event.opportunity_id,
-        {"event_id": event.pk, "changes": event.changes, **event.data},
+        ANNOUNCED_AS.get(kind, f"opportunity.{kind}"),
+        actor_id,
+        opportunity_id,
+        {"event_id": event_id, "changes": changes, **data},
+    )
+
+
+def _announcement(event: OpportunityEvent) -> Announcement:
+    return event_announcement(
+        event.pk, event.opportunity_id, event.actor_id, event.kind, event.changes, event.data
     )
 
 

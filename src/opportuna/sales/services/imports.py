@@ -30,7 +30,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from opportuna.accounts.models import User
-from opportuna.core.announce import announce
+from opportuna.core.announce import Announcement, announce_many
+from opportuna.core.database import refresh_planner_statistics
 from opportuna.sales.errors import SalesRuleError
 from opportuna.sales.fieldtext import clean_field_values
 from opportuna.sales.models import (
@@ -49,7 +50,7 @@ from opportuna.sales.models import (
     Tag,
 )
 from opportuna.sales.selectors import can_edit_opportunity, visible_opportunities
-from opportuna.sales.services._common import announce_events, require_active, to_json
+from opportuna.sales.services._common import event_announcement, require_active, to_json
 from opportuna.sales.services.clients import CLIENT_FIELDS, _clean, client_create, client_update
 from opportuna.sales.services.collaboration import contact_add, tag_add, tag_remove
 from opportuna.sales.services.config import _check_probability
@@ -232,6 +233,10 @@ class ImportContext:
         # A client import's dry run: the folders it would create, by stand-in id.
         self.planned_clients: dict[int, dict[str, str]] = {}
         self.new_clients: dict[str, int | None] = {}
+        # Opportunities created so far, and how many there must be before the planner's
+        # statistics are refreshed again (after the first batch, then at each doubling).
+        self.created = 0
+        self.statistics_at = 1
         # Folders created by the update being played, kept only if its savepoint is.
         self.pending_clients: dict[str, int] = {}
         self.client_errors: dict[str, str | None] = {}
@@ -691,12 +696,6 @@ class _Values:
         return self._json(value, None) if value else self.empty
 
 
-# Events are built positionally (the model's fast path): its columns in the model's order.
-_EVENT_ORDER = ("id", "opportunity_id", "actor_id", "at", "kind", "changes", "data")
-if tuple(f.attname for f in OpportunityEvent._meta.concrete_fields) != _EVENT_ORDER:
-    raise RuntimeError("OpportunityEvent's columns changed: update the import's event rows")
-
-
 def _write_creates(plans: list[_Plan], ctx: ImportContext, now: datetime) -> list[int]:
     """Insert the opportunities, their tags, contacts and events; announce; index. Their ids."""
     actor_id = ctx.actor.pk
@@ -773,9 +772,9 @@ def _write_creates(plans: list[_Plan], ctx: ImportContext, now: datetime) -> lis
         _insert("tag").run(cursor, tag_links)
         _insert("contact").run(cursor, contacts)
         _insert("event").run(cursor, event_rows)
-    announce_events(
-        OpportunityEvent(event_id, opp_id, actor_id, at, kind, changes, data)
-        for event_id, (opp_id, at, kind, changes, data) in zip(event_ids, events, strict=True)
+    announce_many(
+        event_announcement(event_id, opp_id, actor_id, kind, changes, data)
+        for event_id, (opp_id, _at, kind, changes, data) in zip(event_ids, events, strict=True)
     )
     return ids
 
@@ -802,14 +801,16 @@ def _create_missing(plans: list[_Plan], ctx: ImportContext, report: ImportReport
     ids = _reserve_ids(Client, len(wanted))
     stamp = _Values().stamp(timezone.now())
     rows = []
+    announcements: list[Announcement] = []
     for pk, (key, row) in zip(ids, wanted.items(), strict=True):
         name = row.client.strip()
         rows.append((pk, name, "", "", "", "", "", "", "", "", row.client_external_id, stamp))
         ctx.new_clients[key] = pk
         report.new_clients.append(name)
-        announce("client.created", actor_id=ctx.actor.pk, object_id=pk, data={"name": name})
+        announcements.append(("client.created", ctx.actor.pk, pk, {"name": name}))
     with connection.cursor() as cursor:
         _insert("client").run(cursor, rows)
+    announce_many(announcements)
 
 
 def _note_missing(plans: list[_Plan], ctx: ImportContext, report: ImportReport) -> None:
@@ -1142,7 +1143,14 @@ def _attempt(
     try:
         with transaction.atomic():
             _create_missing(plans, ctx, report)
-            return _write_creates(plans, ctx, now)
+            ids = _write_creates(plans, ctx, now)
+            ctx.created += len(ids)
+            if ctx.created >= ctx.statistics_at:
+                # Before the commit, whose follow-up writes (search index, insights) read
+                # the new rows by index only if the planner knows how many there are.
+                refresh_planner_statistics()
+                ctx.statistics_at = 2 * ctx.created
+            return ids
     except (DatabaseError, SalesRuleError):
         ctx.new_clients, ctx.tags = saved[0], saved[1]
         del report.new_clients[saved[2] :], report.new_tags[saved[3] :]
