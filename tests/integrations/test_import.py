@@ -16,6 +16,7 @@ from openpyxl import Workbook
 
 from opportuna.core.announce import change_announced
 from opportuna.core.database import refresh_planner_statistics
+from opportuna.insights.models import StepVisit
 from opportuna.integrations.importing import (
     IGNORE,
     TEXT,
@@ -440,6 +441,28 @@ def test_search_finds_the_imported_opportunities(
     ]
     found = search_everything(user=cast.admin, text="zanzibar")
     assert [hit.title for hit in found.titles] == ["Zanzibar expansion"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_import_is_searchable_and_in_the_funnel_once_the_import_returns(tmp_path):
+    """With real commits the derived rows are refreshed in a second thread during the
+    import, and all of them are there when it returns."""
+    cast = make_cast()
+    header = ["External id", "Title", "Description", "Client"]
+    rows = [[f"Z-{n}", f"Zanzibar {n}", "Met at the fair", "Pemba Traders"] for n in range(45)]
+    report, _columns = import_file(
+        actor=cast.admin,
+        path=write_csv(tmp_path, rows, header),
+        options=ImportOptions(),
+        batch_size=10,
+    )
+    assert report.count("created") == 45
+    found = search_everything(user=cast.admin, text="zanzibar", limit=100)
+    assert len(found.titles) == 45
+    imported_ids = set(
+        Opportunity.objects.filter(external_id__startswith="Z-").values_list("pk", flat=True)
+    )
+    assert set(StepVisit.objects.values_list("opportunity_id", flat=True)) >= imported_ids
 
 
 def test_contacts_from_their_columns_and_default_fields_from_their_labels(cast, tmp_path):

@@ -246,12 +246,14 @@ class Opportunity(models.Model):
         null=True,
         blank=True,
         related_name="opportunities",
+        db_index=False,  # opp_client_idx (client, status) serves it
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),
         on_delete=models.PROTECT,
         related_name="opportunities",
+        db_index=False,  # opp_owner_created_idx (owner, created_at) serves it
     )
     pipeline = models.ForeignKey(
         Pipeline, verbose_name=_("pipeline"), on_delete=models.PROTECT, related_name="+"
@@ -277,6 +279,7 @@ class Opportunity(models.Model):
         null=True,
         blank=True,
         related_name="opportunities",
+        db_index=False,  # opp_product_idx, without the rows that have none
     )
     expected_close_date = models.DateField(_("expected close date"), null=True, blank=True)
     next_action_at = models.DateTimeField(
@@ -296,6 +299,7 @@ class Opportunity(models.Model):
         null=True,
         blank=True,
         related_name="opportunities",
+        db_index=False,  # opp_lost_reason_idx, without the rows that have none
     )
     lost_note = models.TextField(_("lost note"), blank=True)
     duplicated_from = models.ForeignKey(
@@ -305,6 +309,7 @@ class Opportunity(models.Model):
         null=True,
         blank=True,
         related_name="duplicates",
+        db_index=False,  # opp_duplicated_from_idx, without the rows that have none
     )
     external_id = models.CharField(_("external id"), max_length=100, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -417,6 +422,21 @@ class Opportunity(models.Model):
             # Pipeline as of a past date: "open now, or changed since D"; API sync filter.
             models.Index(fields=["updated_at"], name="opp_updated_idx"),
             models.Index(fields=["external_id"], name="opp_external_id_idx"),
+            # Foreign keys most opportunities leave empty: only the rows that have one are
+            # indexed (a lookup by a value implies it is not null, so these serve it).
+            models.Index(
+                fields=["product"], condition=Q(product__isnull=False), name="opp_product_idx"
+            ),
+            models.Index(
+                fields=["lost_reason"],
+                condition=Q(lost_reason__isnull=False),
+                name="opp_lost_reason_idx",
+            ),
+            models.Index(
+                fields=["duplicated_from"],
+                condition=Q(duplicated_from__isnull=False),
+                name="opp_duplicated_from_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -683,7 +703,11 @@ class OpportunityEvent(models.Model):
     """
 
     opportunity = models.ForeignKey(
-        Opportunity, verbose_name=_("opportunity"), on_delete=models.CASCADE, related_name="events"
+        Opportunity,
+        verbose_name=_("opportunity"),
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,  # event_timeline_idx (opportunity, at) serves it
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
