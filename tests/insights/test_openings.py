@@ -22,7 +22,11 @@ from opportuna.insights.history import (
     pipeline_as_of,
 )
 from opportuna.insights.models import ForecastMonth, ForecastOpening
-from opportuna.insights.openings import ensure_forecast_openings, rebuild_forecast_openings
+from opportuna.insights.openings import (
+    ensure_forecast_openings,
+    forget_openings_since,
+    rebuild_forecast_openings,
+)
 from opportuna.insights.periods import (
     DatePeriodKey,
     add_months,
@@ -39,12 +43,14 @@ from opportuna.sales.services import (
     opportunity_close_lost,
     opportunity_close_won,
     opportunity_create,
+    opportunity_import_batch,
     opportunity_move,
     opportunity_reopen,
     opportunity_set_probability,
     opportunity_standby,
     opportunity_update,
 )
+from opportuna.sales.services.imports import ImportRow
 from tests.factories import LostReasonFactory, make_cast
 
 pytestmark = pytest.mark.django_db
@@ -388,6 +394,43 @@ def test_a_back_dated_creation_shows_after_the_rebuild(cast):
     assert march_forecast() == 500_00
     rebuild_forecast_openings()
     assert march_forecast() == 500_00 + 1500_00
+
+
+def test_a_back_dated_import_drops_the_months_it_changed_and_they_are_computed_again(cast):
+    with clock(datetime(2024, 2, 10, 10, tzinfo=UTC)):
+        deal(cast, closing=date(2024, 3, 10))
+    ensure_forecast_openings([date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)])
+    row = ImportRow(
+        number=2,
+        given=frozenset({"title", "amount", "probability", "expected_close_date", "created_at"}),
+        title="Imported",
+        amount=3000_00,
+        probability=50,
+        expected_close_date=date(2024, 3, 12),
+        created_at=datetime(2024, 2, 12, 10, tzinfo=UTC),
+    )
+    report = opportunity_import_batch(actor=cast.admin, rows=[row])
+    assert report.count("created") == 1
+    # January and February began before the import's earliest time: kept; March is gone.
+    assert sorted(ForecastMonth.objects.values_list("month", flat=True)) == [
+        date(2024, 1, 1),
+        date(2024, 2, 1),
+    ]
+    accuracy = forecast_accuracy(
+        user=cast.admin, filters=InsightFilters(), months=1, today=date(2024, 3, 5)
+    )
+    assert accuracy.months[-1].forecast == 500_00 + 1500_00
+
+
+def test_forgetting_since_an_instant_drops_the_months_that_began_at_or_after_it(cast):
+    with clock(datetime(2024, 1, 10, 10, tzinfo=UTC)):
+        deal(cast)
+    months = [date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)]
+    ensure_forecast_openings(months)
+    assert forget_openings_since(timezone.now()) == 0  # nothing began since now
+    assert forget_openings_since(local_midnight(date(2024, 2, 1))) == 2
+    assert list(ForecastMonth.objects.values_list("month", flat=True)) == [date(2024, 1, 1)]
+    assert not ForecastOpening.objects.filter(month__gte=date(2024, 2, 1)).exists()
 
 
 def test_the_opening_is_the_pipeline_of_that_instant_closing_in_the_month(cast):

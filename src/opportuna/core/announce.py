@@ -27,6 +27,10 @@ Announcement = tuple[str, int | None, int, dict[str, Any]]  # kind, actor_id, ob
 change_announced = Signal()
 # Sent with: changes, a list of Announcements in the order they were made.
 changes_recorded = Signal()
+# Sent inside a transaction that recorded changes dated in the past (an import's creation and
+# closing times), with: since (an aware datetime), the earliest of them. For what was stored
+# about past moments, which such a change makes out of date.
+past_changed = Signal()
 
 
 def announce(kind: str, *, actor_id: int | None, object_id: int, data: dict[str, Any]) -> None:

@@ -8,9 +8,13 @@ class InsightsConfig(AppConfig):
     verbose_name = _("Insights")
 
     def ready(self) -> None:
-        from opportuna.core.announce import changes_recorded
-        from opportuna.insights import facts, steps
+        from opportuna.core.announce import changes_recorded, past_changed
+        from opportuna.insights import facts, openings, steps
 
         # Keep the closed-deal facts in step with every recorded change, in any process.
         changes_recorded.connect(facts.deal_facts_follow, dispatch_uid="opportuna.insights.facts")
         steps.connect()  # and the step visits
+        # Stored month openings that a back-dated change (an import) makes out of date.
+        past_changed.connect(
+            openings.past_changed_follow, dispatch_uid="opportuna.insights.openings"
+        )

@@ -16,18 +16,20 @@ before it. So past months are computed once, and the current one the first time 
 
 Back-dated writes are the exception. An import that creates opportunities with a creation
 (and closing) time in the past writes events in the past, so the pipeline as the log now tells
-it differs, for the months between those times, from what was stored before the import; the
-same holds for rows loaded without the services (a bulk SQL load, a restored backup) and
-after changing the account's time zone. Stored months are not refreshed by themselves: run
-`opportuna rebuild_insights` (which calls `rebuild_forecast_openings`; `opportuna demo` does
-at the end of its load) after such a write. Until then forecast versus actual shows the months
-as they were computed.
+it differs, for the months after those times, from what was stored before the import. The
+importer says so (`core.announce.past_changed`, with the earliest time it wrote) and
+`forget_openings_since` drops, in the same transaction, every stored month that began after
+it; they are computed again from the log the next time they are needed. Rows loaded without
+the services (a bulk SQL load, a restored backup) and a change of the account's time zone
+are not noticed: run `opportuna rebuild_insights` (which calls `rebuild_forecast_openings`;
+`opportuna demo` does at the end of its load) after them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, Min
@@ -112,6 +114,24 @@ def ensure_forecast_openings(months: Iterable[date]) -> int:
     return computed
 
 
+def forget_openings_since(since: datetime) -> int:
+    """Drop the stored openings of the months that began at or after `since` (they no longer
+    tell what the log says about their first instant); how many months were dropped."""
+    first = timezone.localtime(since).date().replace(day=1)
+    if local_midnight(first) < since:  # begun before: its opening did not see the change
+        first = add_months(first, 1)
+    if not _month_began(first):  # nothing stored can be later: the usual case, no query
+        return 0
+    ForecastOpening.objects.filter(month__gte=first).delete()
+    deleted, _by_model = ForecastMonth.objects.filter(month__gte=first).delete()
+    return deleted
+
+
+def past_changed_follow(sender: Any, *, since: datetime, **_: Any) -> None:
+    """`past_changed` receiver (connected in `InsightsConfig.ready`)."""
+    forget_openings_since(since)
+
+
 def first_month_with_data() -> date | None:
     """The month of the first opportunity's creation (account time zone); None without any."""
     first = Opportunity.objects.aggregate(first=Min("created_at"))["first"]
@@ -143,5 +163,7 @@ def rebuild_forecast_openings() -> int:
 __all__ = [
     "ensure_forecast_openings",
     "first_month_with_data",
+    "forget_openings_since",
+    "past_changed_follow",
     "rebuild_forecast_openings",
 ]

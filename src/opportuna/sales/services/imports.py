@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from opportuna.accounts.models import User
-from opportuna.core.announce import Announcement, announce_many
+from opportuna.core.announce import Announcement, announce_many, past_changed
 from opportuna.core.database import refresh_planner_statistics
 from opportuna.sales.errors import SalesRuleError
 from opportuna.sales.fieldtext import clean_field_values
@@ -767,6 +767,9 @@ def _write_creates(plans: list[_Plan], ctx: ImportContext, now: datetime) -> lis
         (event_id, opp_id, actor_id, stamp(at), kind, as_json(changes), as_json(data))
         for event_id, (opp_id, at, kind, changes, data) in zip(event_ids, events, strict=True)
     ]
+    earliest = min(at for _opp, at, *_rest in events)
+    if earliest < now:
+        past_changed.send(sender=None, since=earliest)
     with connection.cursor() as cursor:
         _insert("opportunity").run(cursor, opportunities)
         _insert("tag").run(cursor, tag_links)
