@@ -1,17 +1,14 @@
 """Derived data follows committed changes once per transaction (`CommitBatch`), and a
 listener may read a value once per transaction (`transaction_cached`)."""
 
-import threading
-
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from opportuna.core.announce import (
     CommitBatch,
     announce_many,
     change_announced,
     changes_recorded,
-    flushes_in_background,
     transaction_cache_forget,
     transaction_cached,
 )
@@ -137,72 +134,3 @@ def test_announce_many_records_the_group_at_once_and_announces_each_after_commit
         [("opportunity.created", pk) for pk in (5, 3, 9)],
     ]
     assert announced == [("opportunity.created", pk) for pk in (5, 3, 9)]
-
-
-# Flushes in a second thread during bulk writes ---------------------------------------------
-
-
-# SQLite's in-memory test database locks whole tables between connections instead of
-# waiting, so there the flushes stay in place (tested below); a database file waits, as
-# PostgreSQL does.
-@pytest.fixture
-def in_memory():
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        pytest.skip("a second connection to an in-memory SQLite database cannot wait for locks")
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("in_memory")
-def test_during_bulk_writes_flushes_run_after_each_commit_in_another_thread_in_order():
-    seen = []
-    batch = CommitBatch(lambda keys: seen.append((threading.get_ident(), keys)))
-    with flushes_in_background():
-        for first in (1, 3, 5):
-            with transaction.atomic():
-                batch.add(first, first + 1)
-    # All done when the block ends, in commit order, none in this thread.
-    assert [keys for _thread, keys in seen] == [[1, 2], [3, 4], [5, 6]]
-    assert all(thread != threading.get_ident() for thread, _keys in seen)
-
-
-def test_inside_an_outer_transaction_flushes_run_in_place(django_capture_on_commit_callbacks):
-    seen = []
-    batch = CommitBatch(lambda keys: seen.append(threading.get_ident()))
-    with (
-        flushes_in_background(),
-        django_capture_on_commit_callbacks(execute=True),
-        transaction.atomic(),
-    ):
-        batch.add(1)
-    assert seen == [threading.get_ident()]
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("in_memory")
-def test_a_failing_background_flush_is_logged_and_the_next_ones_still_run(caplog):
-    seen = []
-
-    def flush(keys):
-        if keys == [1]:
-            raise RuntimeError("broken")
-        seen.append(keys)
-
-    batch = CommitBatch(flush)
-    with flushes_in_background():
-        for key in (1, 2):
-            with transaction.atomic():
-                batch.add(key)
-    assert seen == [[2]]
-    assert "A flush after commit failed" in caplog.text
-
-
-@pytest.mark.django_db(transaction=True)
-def test_with_an_in_memory_sqlite_database_flushes_stay_in_place():
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite's in-memory database")
-    assert connection.is_in_memory_db()
-    seen = []
-    batch = CommitBatch(lambda keys: seen.append(threading.get_ident()))
-    with flushes_in_background(), transaction.atomic():
-        batch.add(1)
-    assert seen == [threading.get_ident()]

@@ -445,8 +445,8 @@ def test_search_finds_the_imported_opportunities(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_committed_import_is_searchable_and_in_the_funnel_once_the_import_returns(tmp_path):
-    """With real commits the derived rows are refreshed in a second thread during the
-    import, and all of them are there when it returns."""
+    """With real commits (as the command line and the background task make them), the
+    derived rows of every batch are there when the import returns."""
     cast = make_cast()
     header = ["External id", "Title", "Description", "Client"]
     rows = [[f"Z-{n}", f"Zanzibar {n}", "Met at the fair", "Pemba Traders"] for n in range(45)]

@@ -10,13 +10,10 @@ with the change (the webhook outbox) or that notes what to recompute after commi
 """
 
 import logging
-import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
@@ -101,7 +98,6 @@ class _Pending:
         self.index = -1
 
     def register(self, connection: Any, using: str | None) -> None:
-        self.using = using
         transaction.on_commit(self.run, using=using, robust=True)
         self.callbacks = connection.run_on_commit
         self.index = len(self.callbacks) - 1
@@ -121,63 +117,8 @@ class _Pending:
     def run(self) -> None:
         self.done = True
         keys, self.keys = list(self.keys), {}
-        if not keys:
-            return
-        worker = getattr(_background, "worker", None)
-        # Only after a real commit: a test running the callbacks inside its own transaction
-        # (and any caller still in one) has data another connection could not see.
-        if worker is not None and not transaction.get_connection(self.using).in_atomic_block:
-            worker.submit(self.flush, keys)
-        else:
+        if keys:
             self.flush(keys)
-
-
-class _Worker:
-    """One thread that runs flushes in order, on its own database connection."""
-
-    def __init__(self) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opportuna-flush")
-        self.futures: list[Future[None]] = []
-
-    def submit(self, flush: Callable[[list[Hashable]], None], keys: list[Hashable]) -> None:
-        self.futures = [f for f in self.futures if not f.done() or f.exception()]
-        self.futures.append(self.executor.submit(flush, keys))
-
-    def finish(self) -> None:
-        """Wait for every flush, close the thread's connections, log what failed."""
-        self.executor.submit(connections.close_all).result()
-        self.executor.shutdown(wait=True)
-        for future in self.futures:
-            error = future.exception()
-            if error is not None:  # as robust on_commit callbacks: logged, nothing undone
-                logger.error("A flush after commit failed", exc_info=error)
-
-
-_background = threading.local()  # .worker: this thread's, while `flushes_in_background` lasts
-
-
-@contextmanager
-def flushes_in_background() -> Iterator[None]:
-    """Run the `CommitBatch` flushes of committed transactions in a second thread while
-    this one goes on, for a long run of write transactions (a big import): the flushes are
-    mostly statements the database runs without Python's lock, so the next batch is read
-    and checked meanwhile. Each flush still runs after its commit, in commit order, one at a
-    time; all are done when the block ends. Not for code that reads the derived data
-    straight after writing (it may not be there yet), nor inside an outer transaction (the
-    flushes then run in place, as usual). Only this thread's commits are concerned."""
-    default = connections["default"]
-    in_memory = default.vendor == "sqlite" and default.is_in_memory_db()
-    if in_memory or getattr(_background, "worker", None) is not None:
-        # An in-memory SQLite database (the tests') locks whole tables between connections
-        # instead of waiting; a block inside another leaves the waiting to the outer one.
-        yield
-        return
-    _background.worker = _Worker()
-    try:
-        yield
-    finally:
-        worker, _background.worker = _background.worker, None
-        worker.finish()
 
 
 def transaction_cached(name: str, compute: Callable[[], Any], *, using: str | None = None) -> Any:

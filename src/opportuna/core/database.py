@@ -6,8 +6,6 @@ from contextlib import contextmanager
 
 from django.db import connection
 
-from opportuna.core.announce import flushes_in_background
-
 # Rows SQLite reads per index when it samples statistics (`PRAGMA analysis_limit`): enough
 # for the planner to know a table's size within a factor of a few, in milliseconds.
 SAMPLED_ROWS = 400
@@ -39,19 +37,11 @@ BULK_CHECKPOINT_PAGES = 25_000  # about 100 MB of log
 def bulk_writes() -> Iterator[None]:
     """Settings for a long run of write transactions in this process (a big import).
 
-    What is derived after each commit (the search index, the insights' tables) is refreshed
-    in a second thread meanwhile (`core.announce.flushes_in_background`), all of it done
-    when the block ends. Python's cycle collector runs less often (a batch allocates
-    hundreds of thousands of short-lived objects, and each full collection would walk every
-    object of the process too), and on SQLite the write-ahead log grows further between
-    checkpoints. Both are put back afterwards; nothing about what is written changes.
+    Python's cycle collector runs less often (a batch allocates hundreds of thousands of
+    short-lived objects, and each full collection would walk every object of the process
+    too), and on SQLite the write-ahead log grows further between checkpoints. Both are
+    put back afterwards; nothing about what is written changes.
     """
-    with flushes_in_background(), _fewer_collections_and_checkpoints():
-        yield
-
-
-@contextmanager
-def _fewer_collections_and_checkpoints() -> Iterator[None]:
     thresholds = gc.get_threshold()
     gc.freeze()  # what exists now (modules, Django) is never walked again
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
