@@ -12,10 +12,13 @@ from django.db import DatabaseError, connection
 from django.test import Client as Browser
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from opportuna.core.announce import change_announced
 from opportuna.core.database import refresh_planner_statistics
+from opportuna.core.money import to_cents
 from opportuna.insights.models import StepVisit
 from opportuna.integrations.importing import (
     IGNORE,
@@ -110,6 +113,12 @@ def test_an_amount_in_any_usual_notation_becomes_exact_cents(cast, tmp_path, wri
     report = run(cast.admin, path)
     assert actions(report) == [(2, "created")]
     assert imported("A-1").amount == 123456
+
+
+@given(units=st.integers(0, 10**15 - 1), decimals=st.sampled_from(["", ".5", ".05", ".50", ".99"]))
+def test_plain_amounts_read_without_decimal_give_the_same_cents(units, decimals):
+    text = f"{units}{decimals}"
+    assert as_cents(text) == to_cents(Decimal(text)) == as_cents(f" {text} ")
 
 
 @pytest.mark.parametrize("value", [1234.56, Decimal("1234.56"), "1234.56"])

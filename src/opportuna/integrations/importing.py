@@ -280,10 +280,17 @@ def as_text(value: Cell) -> str:
     return str(value)
 
 
+# The plainest amounts ("1234", "1234.5", "1234.56"), most of a big file: read without Decimal.
+_PLAIN_AMOUNT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,2}))?")
+
+
 def as_cents(value: Cell) -> int | None:
     """An amount in currency units ("1234.56", "1.234,56", "1,234.56", a number) in cents."""
     if value is None or value == "":
         return None
+    if isinstance(value, str) and (plain := _PLAIN_AMOUNT.fullmatch(value)):
+        units, decimals = plain.groups()
+        return int(units) * 100 + int((decimals or "0").ljust(2, "0"))
     if isinstance(value, bool):
         raise CellError(_("Enter an amount, such as 1234.56."))
     if isinstance(value, int | float | Decimal):
