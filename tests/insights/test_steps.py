@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from unittest import mock
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from opportuna.core.announce import announce
@@ -75,8 +76,13 @@ def commit(django_capture_on_commit_callbacks):
 
 @contextmanager
 def counting_flushes() -> Iterator[list[list[int]]]:
+    """The opportunity ids of each flush (its keys also say which were created)."""
     flushed: list[list[int]] = []
-    with mock.patch.object(steps._pending, "flush", side_effect=flushed.append):
+
+    def flush(keys):
+        flushed.append(list(dict.fromkeys(pk for pk, _created in keys)))
+
+    with mock.patch.object(steps._pending, "flush", side_effect=flush):
         yield flushed
 
 
@@ -225,6 +231,33 @@ def test_only_changes_that_move_open_or_close_an_opportunity_are_followed(
     with counting_flushes() as flushed, django_capture_on_commit_callbacks(execute=True):
         announce(kind, actor_id=None, object_id=7, data={})
     assert flushed == ([[7]] if follows else [])
+
+
+def test_visits_of_an_opportunity_created_in_the_transaction_are_written_without_a_delete(
+    cast, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        existing = opportunity_create(actor=cast.owner, title="Old", pipeline=cast.pipeline)
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+        transaction.atomic(),
+    ):
+        created = opportunity_create(actor=cast.owner, title="New", pipeline=cast.pipeline)
+    deletes = [
+        q["sql"] for q in queries if q["sql"].startswith("DELETE") and "stepvisit" in q["sql"]
+    ]
+    assert deletes == []
+    assert visits_of(created) == [(cast.pipeline.steps.first().pk, "", None, None)]
+    # A change to an older one still replaces its rows.
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+        transaction.atomic(),
+    ):
+        opportunity_move(opportunity=existing, step=cast.pipeline.steps.last(), actor=cast.owner)
+    assert any(q["sql"].startswith("DELETE") and "stepvisit" in q["sql"] for q in queries)
+    assert len(visits_of(existing)) == 2
 
 
 def test_a_deleted_opportunity_takes_its_visits_along(cast, commit):

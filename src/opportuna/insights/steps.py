@@ -184,13 +184,18 @@ def _insert_visits(opportunities: Q, *, few: bool = False) -> int:
         return max(cursor.rowcount, 0)
 
 
-def step_visits_update(opportunity_ids: Iterable[Any]) -> None:
-    """Recompute the visits of these opportunities from the log (deleted ones keep none)."""
+def step_visits_update(opportunity_ids: Iterable[Any], *, new: Iterable[Any] = ()) -> None:
+    """Recompute the visits of these opportunities from the log (deleted ones keep none).
+    `new`: those of them that have no visits yet (created in the transaction just committed),
+    whose old rows need not be looked for."""
     ids = sorted({int(pk) for pk in opportunity_ids})
+    fresh = {int(pk) for pk in new}
     with transaction.atomic():
         for first in range(0, len(ids), UPDATE_CHUNK):
             chunk = ids[first : first + UPDATE_CHUNK]
-            StepVisit.objects.filter(opportunity_id__in=chunk).delete()
+            stale = [pk for pk in chunk if pk not in fresh]
+            if stale:
+                StepVisit.objects.filter(opportunity_id__in=stale).delete()
             _insert_visits(Q(opportunity_id__in=chunk), few=True)
 
 
@@ -223,14 +228,28 @@ def rebuild_step_visits(*, progress: Callable[[int, int], object] | None = None)
 
 # Keeping in step ----------------------------------------------------------------------------
 
-_pending = CommitBatch(step_visits_update)
+CREATED_KIND = f"opportunity.{EventKind.CREATED}"
+
+
+def _flush(keys: list[Any]) -> None:
+    """Keys are (opportunity id, created in this transaction)."""
+    step_visits_update((pk for pk, _created in keys), new=(pk for pk, created in keys if created))
+
+
+_pending = CommitBatch(_flush)
 
 
 def step_visits_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
     """Note the opportunities whose visits changes may alter; they are recomputed once their
-    transaction commits (once per transaction, however many changes it made)."""
+    transaction commits (once per transaction, however many changes it made). One created
+    in the same transaction has no visits to replace: no one wrote any before it committed.
+    """
     _pending.add(
-        *(object_id for kind, _actor, object_id, _data in changes if kind in FOLLOWED_KINDS)
+        *(
+            (object_id, kind == CREATED_KIND)
+            for kind, _actor, object_id, _data in changes
+            if kind in FOLLOWED_KINDS
+        )
     )
 
 
