@@ -8,6 +8,10 @@ belongs to the pipeline at an instant when it existed (created by then) and was 
 Times are the events' times: a closing recorded on the 10th with a close date of the 3rd
 was still open in the pipeline as it looked on the 5th.
 
+The snapshot page (`pipeline_snapshot`) sums the same pipeline without asking the log where
+the stored step visits (`StepVisit`) already tell whether an opportunity was open then and on
+which step; `pipeline_as_of`, the plain replay, stays the reference its tests compare with.
+
 Forecast versus actual needs the pipeline at the start of each month (`month_opening`);
 replaying the log for a year of months on every request is slow on a large database, so each
 month's opening is stored once (`insights.openings`) and read from there.
@@ -31,7 +35,7 @@ from django.utils import timezone
 
 from opportuna.accounts.models import User
 from opportuna.insights.analysis import InsightFilters
-from opportuna.insights.models import ForecastMonth, ForecastOpening
+from opportuna.insights.models import ForecastMonth, ForecastOpening, StepVisit
 from opportuna.insights.periods import (
     DatePeriodKey,
     add_months,
@@ -70,9 +74,20 @@ def value_as_of(field: str, at: datetime) -> Any:
     """The outer opportunity's `field` as it was at `at`, as an SQL expression.
 
     The "before" of its first change after `at`, else its current value; opportunities not
-    updated since `at` skip the lookup (see SLACK). Values travel as text so a JSON null (no
-    expected close date then) stays distinct from "no later change".
+    updated since `at` skip the lookup (see SLACK).
     """
+    output = AS_OF_FIELDS[field]
+    column = Opportunity._meta.get_field(field).attname  # type: ignore[union-attr]
+    return Case(
+        When(updated_at__lte=at - SLACK, then=F(column)),
+        default=_replayed(field, at),
+        output_field=output,
+    )
+
+
+def _replayed(field: str, at: datetime) -> Any:
+    """`value_as_of` without the SLACK shortcut: always read from the log. Values travel as
+    text so a JSON null (no expected close date then) stays distinct from "no later change"."""
     output = AS_OF_FIELDS[field]
     column = Opportunity._meta.get_field(field).attname  # type: ignore[union-attr]
     first_change_after = (
@@ -95,12 +110,7 @@ def value_as_of(field: str, at: datetime) -> Any:
         Value(""),
         output_field=models.TextField(),
     )
-    rebuilt = as_text if isinstance(output, models.CharField) else Cast(as_text, output)
-    return Case(
-        When(updated_at__lte=at - SLACK, then=F(column)),
-        default=rebuilt,
-        output_field=output,
-    )
+    return as_text if isinstance(output, models.CharField) else Cast(as_text, output)
 
 
 def as_of(queryset: OpportunityQuerySet, at: datetime) -> OpportunityQuerySet:
@@ -200,6 +210,60 @@ def _sum_totals(rows: list[StepTotals]) -> StepTotals:
     )
 
 
+def _stay_step(at: datetime) -> Subquery:
+    """The step of the outer opportunity's stay (`StepVisit`) that covers `at`, as an SQL
+    expression; NULL when no stay covers it (closed then, not created yet, reopened and not
+    moved since, or unknown to the visits)."""
+    covering = (
+        StepVisit.objects.filter(opportunity=OuterRef("pk"), entered_at__lte=at)
+        .filter(Q(left_at__isnull=True) | Q(left_at__gt=at))
+        .values("step_id")[:1]
+    )
+    return Subquery(covering, output_field=models.IntegerField())
+
+
+def _snapshot_then(*, user: User, at: datetime, filters: InsightFilters) -> dict[int, StepTotals]:
+    """The pipeline at `at` per step, as `pipeline_as_of` sums it; one query.
+
+    Whether an opportunity updated since `at` (see SLACK) was open then, and on which step,
+    is read from the stay that covers `at` (`StepVisit`, one narrow row: a stay starts with
+    the event that enters its step and ends with the next move or close, so one covers `at`
+    exactly when the log says the opportunity was open on that step then), and from the log
+    only when none does (closed then, reopened and not moved since, which enters no step, or
+    unknown to the visits). Those closed then fall in a NULL step, left out here.
+    """
+    since = at - SLACK
+    open_then = Case(
+        When(Q(status_then__in=OPEN_STATUSES), then=_replayed("step", at)),
+        default=None,
+        output_field=models.IntegerField(),
+    )
+    rows = (
+        filters.narrow(visible_opportunities(user))
+        .filter(created_at__lte=at)
+        .order_by()
+        # Closed now and not updated since: closed then too. Cheap, and spares the log.
+        .filter(Q(status__in=OPEN_STATUSES) | Q(updated_at__gt=since))
+        .alias(status_then=_replayed("status", at))
+        .annotate(
+            step_then=Case(
+                When(updated_at__lte=since, then=F("step_id")),
+                default=Coalesce(_stay_step(at), open_then),
+                output_field=models.IntegerField(),
+            ),
+            amount_then=value_as_of("amount", at),
+            probability_then=value_as_of("probability", at),
+        )
+        .values("step_then")
+        .annotate(
+            opp_count=Count("pk"),
+            amount_sum=Sum("amount_then", default=0),
+            weighted_sum=Sum((F("amount_then") * F("probability_then") + 50) / 100, default=0),
+        )
+    )
+    return {row["step_then"]: _totals(row) for row in rows if row["step_then"] is not None}
+
+
 def pipeline_snapshot(*, user: User, at: datetime, filters: InsightFilters) -> PipelineSnapshot:
     """Open opportunities per step at `at` and today (count, amount, weighted); 3 queries."""
     steps = {
@@ -208,16 +272,7 @@ def pipeline_snapshot(*, user: User, at: datetime, filters: InsightFilters) -> P
             "pipeline__position", "pipeline__name", "position", "pk"
         )
     }
-    then = {
-        row["step_then"]: _totals(row)
-        for row in pipeline_as_of(user=user, at=at, filters=filters)
-        .values("step_then")
-        .annotate(
-            opp_count=Count("pk"),
-            amount_sum=Sum("amount_then", default=0),
-            weighted_sum=Sum("weighted_then", default=0),
-        )
-    }
+    then = _snapshot_then(user=user, at=at, filters=filters)
     now = {
         row["step_id"]: _totals(row)
         for row in filters.narrow(visible_opportunities(user).open())

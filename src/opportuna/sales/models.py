@@ -729,6 +729,18 @@ class OpportunityEvent(models.Model):
         indexes = [
             # Timeline of one opportunity; pipeline-as-of rebuilds per opportunity.
             models.Index(fields=["opportunity", "at"], name="event_timeline_idx"),
+            # The pipeline on a past date: the first change of the amount or the probability
+            # after that date, per opportunity (`insights.history`).
+            models.Index(
+                fields=["opportunity", "at"],
+                condition=Q(changes__has_key="amount"),
+                name="history_amount_idx",
+            ),
+            models.Index(
+                fields=["opportunity", "at"],
+                condition=Q(changes__has_key="probability"),
+                name="history_probability_idx",
+            ),
             # Step conversion and time in step: all moves in a period.
             models.Index(fields=["kind", "at"], name="event_kind_idx"),
         ]
