@@ -341,6 +341,17 @@ def test_chart_coordinates_stay_numbers_in_italian(client, cast):
     assert "1.234.568" in svg or "1.234.567" in svg  # axis and tooltips in Italian numbers
 
 
+@pytest.mark.parametrize("language,shown", [("en", "1,234,567.89"), ("it", "1.234.567,89")])
+def test_table_amounts_follow_the_users_language(client, cast, language, shown):
+    deal(cast, amount=1_234_567_89, probability=100)
+    cast.admin.language = language
+    cast.admin.save()
+    client.force_login(cast.admin)
+    html = client.get(PAGE, TWO_MONTHS, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    november = table_rows(html)[1]  # after the header
+    assert november[2:4] == [shown, shown]  # open amount, weighted
+
+
 def test_print_drops_the_controls_and_forms_but_keeps_chart_and_table(client, cast):
     client.force_login(cast.admin)
     html = html_of(client, **TWO_MONTHS)

@@ -5,9 +5,11 @@ import itertools
 import math
 import random
 from datetime import UTC, date, datetime
+from unittest import mock
 
 import pytest
 
+from opportuna.insights import selectors
 from opportuna.insights.range import (
     LUMPS,
     Band,
@@ -254,3 +256,73 @@ def test_band_inputs_follow_the_filters_and_what_the_user_may_see():
     (cell,) = forecast_cells(user=cast.admin, filters=ForecastFilters(owner=cast.other.pk), **June)
     assert cell.range.lumps == (Lump(1_000_00, 40),)
     assert Opportunity.objects.filter(pk=mine.pk).exists()
+
+
+def lumps_of_both_ways(**args):
+    """The largest deals per cell read a branch per period, and grouped per row."""
+    branched = forecast_cells(**args)
+    with mock.patch.object(selectors, "BRANCHED_PERIODS", 0):
+        grouped = forecast_cells(**args)
+    return [c.range.lumps for c in branched], [c.range.lumps for c in grouped]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("by", [None, "owner"])
+def test_largest_deals_are_the_same_read_per_period_or_grouped(by):
+    cast = make_cast()
+    rng = random.Random(8)
+    for _ in range(100):
+        day = date(2026, rng.choice([7, 8]), rng.randint(1, 28))
+        amount, probability = rng.randint(1, 50_000_00), rng.choice([0, 10, 50, 90, 100])
+        owner = rng.choice([cast.owner, cast.teammate])
+        opportunity(cast, amount=amount, probability=probability, day=day, owner=owner)
+    July_August = {"period": "month", "start": date(2026, 7, 1), "end": date(2026, 8, 31)}
+    branched, grouped = lumps_of_both_ways(user=cast.admin, by=by, **July_August)
+    assert branched == grouped
+    assert max(len(lumps) for lumps in branched) == LUMPS  # cells with more deals than that
+
+
+@pytest.mark.django_db
+def test_largest_deals_tied_on_variance_keep_the_larger_amount():
+    cast = make_cast()
+    # 500² · 20 · 80 = 400² · 50 · 50: the same variance, so the larger amount goes first.
+    for _ in range(LUMPS - 1):
+        opportunity(cast, amount=9_000, probability=50, day=date(2026, 9, 3))
+    opportunity(cast, amount=400, probability=50, day=date(2026, 9, 4))
+    opportunity(cast, amount=500, probability=20, day=date(2026, 9, 5))
+    September = {"period": "month", "start": date(2026, 9, 1), "end": date(2026, 9, 30)}
+    branched, grouped = lumps_of_both_ways(user=cast.admin, **September)
+    assert branched == grouped == [(Lump(9_000, 50),) * (LUMPS - 1) + (Lump(500, 20),)]
+
+
+@pytest.mark.django_db
+def test_inactive_user_gets_no_band_inputs():
+    cast = make_cast()
+    opportunity(cast, amount=1_000_00, probability=40, day=date(2026, 6, 1))
+    cast.admin.is_active = False
+    cast.admin.save()
+    June = {"period": "month", "start": date(2026, 6, 1), "end": date(2026, 6, 30)}
+    assert forecast_cells(user=cast.admin, **June) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("branched", [True, False])
+def test_closed_deals_stay_out_of_the_band_inputs(branched):
+    cast = make_cast()
+    day = date(2026, 10, 6)
+    opportunity(cast, amount=7_000_00, probability=100, day=day, status=Status.WON)
+    opportunity(cast, amount=5_000_00, probability=50, day=day, status=Status.LOST)
+    opportunity(cast, amount=1_000_00, probability=40, day=day)
+    October = {"period": "month", "start": date(2026, 10, 1), "end": date(2026, 10, 31)}
+    limit = selectors.BRANCHED_PERIODS if branched else 0
+    with mock.patch.object(selectors, "BRANCHED_PERIODS", limit):
+        (cell,) = forecast_cells(user=cast.admin, **October)
+    assert cell.range == RangeInputs(
+        won=7_000_00,
+        sure=0,
+        uncertain_count=1,
+        uncertain_amount=1_000_00,
+        mean_x100=1_000_00 * 40,
+        variance_x10000=float(1_000_00**2 * 40 * 60),
+        lumps=(Lump(1_000_00, 40),),
+    )

@@ -128,25 +128,39 @@ def _discrete_quantile(states: list[tuple[int, float]], q: float) -> float:
     return float(states[-1][0])
 
 
-def _mixture_quantile(states: list[tuple[int, float]], mean: float, sd: float, q: float) -> float:
+def _centre_and_spread(states: list[tuple[int, float]], sd: float) -> tuple[float, float]:
+    """The mean of the lumps' sums, and the standard deviation of lumps + Normal(., sd)."""
+    centre = sum(total * weight for total, weight in states)
+    spread = math.sqrt(
+        max(sum(total * total * weight for total, weight in states) - centre**2, 0.0) + sd * sd
+    )
+    return centre, spread
+
+
+def _mixture_quantile(
+    states: list[tuple[int, float]],
+    mean: float,
+    sd: float,
+    q: float,
+    moments: tuple[float, float] | None = None,
+) -> float:
     """t with P(lumps + Normal(mean, sd) <= t) = q: Newton steps kept inside a bisection
     bracket, so it converges in a few passes where the density is smooth and never diverges
-    where it is not (between lumps)."""
+    where it is not (between lumps). `moments`: `_centre_and_spread(states, sd)`, when the
+    caller asks for several quantiles of the same mixture."""
+    erfc, exp = math.erfc, math.exp
 
     def cdf_and_density(t: float) -> tuple[float, float]:
         cumulative = density = 0.0
         for total, weight in states:
             z = (t - total - mean) / sd
-            cumulative += weight * 0.5 * math.erfc(-z / _SQRT2)
-            density += weight * math.exp(-0.5 * z * z)
+            cumulative += weight * 0.5 * erfc(-z / _SQRT2)
+            density += weight * exp(-0.5 * z * z)
         return cumulative, density / (sd * _SQRT_2PI)
 
     low = states[0][0] + mean - 9 * sd
     high = states[-1][0] + mean + 9 * sd
-    centre = sum(total * weight for total, weight in states)
-    spread = math.sqrt(
-        max(sum(total * total * weight for total, weight in states) - centre**2, 0.0) + sd * sd
-    )
+    centre, spread = moments or _centre_and_spread(states, sd)
     # Half a cent, or a ten-thousandth of the total's spread, is precise enough.
     precision = max(0.5, spread * 1e-4)
     t = min(max(centre + mean + _Z[q] * spread, low), high)
@@ -179,10 +193,15 @@ def band(inputs: RangeInputs) -> Band:
         inputs.mean_x100 - sum(lump.amount * lump.probability for lump in inputs.lumps)
     ) / 100
     rest_variance = (inputs.variance_x10000 - sum(lump.spread for lump in inputs.lumps)) / 10_000
+    # The mixture's moments do not depend on the quantile: computed once for the three.
+    moments = None
+    if rest_count > 0 and rest_variance > 0:
+        rest_sd = math.sqrt(rest_variance)
+        moments = _centre_and_spread(states, rest_sd)
     values = []
     for q in QUANTILES:
-        if rest_count > 0 and rest_variance > 0:
-            value = _mixture_quantile(states, rest_mean, math.sqrt(rest_variance), q)
+        if moments is not None:
+            value = _mixture_quantile(states, rest_mean, rest_sd, q, moments)
         else:
             value = _discrete_quantile(states, q) + max(rest_mean, 0.0)
         values.append(min(max(floor + math.floor(value + 0.5), floor), ceiling))

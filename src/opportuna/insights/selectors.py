@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import (
+    Aggregate,
     BigIntegerField,
     Case,
     CharField,
@@ -186,6 +187,10 @@ class _Branch:
     def __init__(self, queryset: QuerySet[Any], *, instants: bool) -> None:
         query = queryset.query
         self.sql, params = query.sql_with_params()  # EmptyResultSet if nothing can match
+        if query.is_sliced:
+            # A branch's own ORDER BY and LIMIT must sit in a subquery: SQLite takes neither
+            # on a member of a UNION ALL, nor parentheses around one.
+            self.sql = f'SELECT * FROM ({self.sql}) AS "branch"'  # noqa: S608 - Django's SQL
         self.params = list(params)
         self.instants = instants
         # The names `values()` gives the columns, in the order of the SELECT.
@@ -325,10 +330,17 @@ def _grouped_sums(
         .with_weighted_amount()
         .annotate(bucket=bucket)
         .values("bucket", *columns)
-        .annotate(**_sums(), **extra)
+        .annotate(**_sums(), **{name: _over_open(sum_) for name, sum_ in extra.items()})
         .order_by()
     )
     return list(grouped)
+
+
+def _over_open(aggregate: Aggregate) -> Aggregate:
+    """`aggregate` over the open ones only, in a query that reads the closed ones too."""
+    narrowed = aggregate.copy()
+    narrowed.filter = _OPEN if aggregate.filter is None else _OPEN & aggregate.filter
+    return narrowed
 
 
 def period_sums(
@@ -346,8 +358,8 @@ def period_sums(
 
     Each row has "bucket" (the period key), the `columns`, count_open, amount_open,
     weighted_open, count_won, won, count_lost, lost_amount and expected (money in cents),
-    and the sums of `open_extra` over the open ones. `indexed`: the queryset's filters and
-    `columns` need no more than the forecast indexes hold (see BRANCHED_PERIODS).
+    and the sums of `open_extra` (aggregates) over the open ones. `indexed`: the queryset's
+    filters and `columns` need no more than the forecast indexes hold (see BRANCHED_PERIODS).
     """
     if start > end:
         raise ValueError("start must not be after end")
@@ -428,24 +440,21 @@ def forecast_total(*, user: User, start: date, end: date) -> ForecastRow:
     return _row(rows[0], period="", by=None)
 
 
+def _undated(queryset: OpportunityQuerySet) -> UndatedOpen:
+    """The open ones of `queryset` without an expected close date, summed from
+    `opp_forecast_idx` alone: the weighted amount of an open one, as `with_weighted_amount`
+    computes it, without the won amount that the index does not hold."""
+    values = queryset.filter(_OPEN, expected_close_date__isnull=True).aggregate(**_open_sums())
+    return UndatedOpen(
+        count=int(values["count_open"]),
+        amount=int(values["amount_open"]),
+        weighted=int(values["weighted_open"]),
+    )
+
+
 def forecast_undated(*, user: User) -> UndatedOpen:
     """Open opportunities `user` may see that have no expected close date; one query."""
-    values = (
-        visible_opportunities(user)
-        .filter(_OPEN, expected_close_date__isnull=True)
-        .with_weighted_amount()
-        # Aliases must differ from the `weighted` annotation, or the sum would read itself.
-        .aggregate(
-            undated_count=Count("pk"),
-            undated_amount=Sum("amount", default=0),
-            undated_weighted=Sum("weighted", default=0),
-        )
-    )
-    return UndatedOpen(
-        count=int(values["undated_count"]),
-        amount=int(values["undated_amount"]),
-        weighted=int(values["undated_weighted"]),
-    )
+    return _undated(visible_opportunities(user))
 
 
 __all__ = [
@@ -474,9 +483,12 @@ _BREAKDOWN_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "client": ("client_id", ("client__name",)),
 }
 
-# Open ones whose outcome is uncertain, and open ones at 100 %.
-_UNCERTAIN = _OPEN & Q(probability__gt=0, probability__lt=100, amount__gt=0)
-_SURE = _OPEN & Q(probability__gte=100)
+# Of the open ones: those whose outcome is uncertain, and those at 100 %. `period_sums`
+# sums its `open_extra` over open ones only, so the range's sums filter on these alone (a
+# status test per row and per sum less where a branch reads only open ones).
+_UNCERTAIN_TERMS = Q(probability__gt=0, probability__lt=100, amount__gt=0)
+_SURE_TERMS = Q(probability__gte=100)
+_UNCERTAIN = _OPEN & _UNCERTAIN_TERMS
 
 
 @dataclass(frozen=True)
@@ -556,16 +568,18 @@ def _spread() -> Any:
 
 def _range_sums() -> dict[str, Any]:
     return {
-        "range_sure": Sum("amount", filter=_SURE, default=0),
-        "range_count": Count("status", filter=_UNCERTAIN),
-        "range_amount": Sum("amount", filter=_UNCERTAIN, default=0),
+        "range_sure": Sum("amount", filter=_SURE_TERMS, default=0),
+        "range_count": Count("status", filter=_UNCERTAIN_TERMS),
+        "range_amount": Sum("amount", filter=_UNCERTAIN_TERMS, default=0),
         "range_mean": Sum(
             F("amount") * F("probability"),
-            filter=_UNCERTAIN,
+            filter=_UNCERTAIN_TERMS,
             default=0,
             output_field=BigIntegerField(),
         ),
-        "range_variance": Sum(_spread(), filter=_UNCERTAIN, default=0.0, output_field=FloatField()),
+        "range_variance": Sum(
+            _spread(), filter=_UNCERTAIN_TERMS, default=0.0, output_field=FloatField()
+        ),
     }
 
 
@@ -665,6 +679,8 @@ def _largest_lumps(
     `indexed`: as for `period_sums`, each period is ranked in a branch of its own."""
     spans = _spans(period, start, end)
     branched = indexed and len(spans) <= BRANCHED_PERIODS
+    if branched and not group_id:
+        return _largest_lumps_per_span(user=user, spans=spans, filters=filters)
     if branched:
         bucket: Any = Value(_KEY, output_field=CharField())
         partition: list[Any] = [F(group_id)] if group_id else []
@@ -702,23 +718,35 @@ def _largest_lumps(
     return found
 
 
+def _largest_lumps_per_span(
+    *, user: User, spans: list[tuple[str, date, date]], filters: ForecastFilters
+) -> dict[tuple[str, int | None], list[Lump]]:
+    """`_largest_lumps` of whole periods, not broken down: each period's largest deals by
+    ORDER BY ... LIMIT in a branch of its own. The database keeps the LUMPS best rows while
+    it reads the period instead of sorting every row as the ranking window would; the same
+    order (variance, amount, then id) picks the same deals."""
+    top = (
+        filters.apply(visible_opportunities(user))
+        .filter(_UNCERTAIN, expected_close_date__gte=_FIRST_DAY, expected_close_date__lte=_LAST_DAY)
+        .annotate(bucket=Value(_KEY, output_field=CharField()), spread=_spread())
+        .order_by(F("spread").desc(), F("amount").desc(), F("pk").asc())
+        .values("bucket", "amount", "probability")[:LUMPS]
+    )
+    try:
+        rows = _per_span([_Branch(top, instants=False)], spans)
+    except EmptyResultSet:  # nothing can match (an inactive user sees nothing)
+        return {}
+    found: dict[tuple[str, int | None], list[Lump]] = {}
+    for values in rows:
+        found.setdefault((values["bucket"], None), []).append(
+            Lump(values["amount"], values["probability"])
+        )
+    return found
+
+
 def forecast_undated_filtered(*, user: User, filters: ForecastFilters) -> UndatedOpen:
     """`forecast_undated` narrowed by `filters`; one query."""
-    values = (
-        filters.apply(visible_opportunities(user))
-        .filter(_OPEN, expected_close_date__isnull=True)
-        .with_weighted_amount()
-        .aggregate(
-            undated_count=Count("pk"),
-            undated_amount=Sum("amount", default=0),
-            undated_weighted=Sum("weighted", default=0),
-        )
-    )
-    return UndatedOpen(
-        count=int(values["undated_count"]),
-        amount=int(values["undated_amount"]),
-        weighted=int(values["undated_weighted"]),
-    )
+    return _undated(filters.apply(visible_opportunities(user)))
 
 
 # Targets --------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.formats import number_format
+from django.utils import numberformat, timezone
+from django.utils.formats import get_format, number_format
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -154,11 +154,14 @@ def _parse_start(text: str) -> date | None:
 # Links into the opportunity list ----------------------------------------------------------
 
 
-def drill_url(controls: Controls, line: ReportLine, status: str, group: bool) -> str:
+def drill_url(
+    controls: Controls, line: ReportLine, status: str, group: bool, *, list_url: str = ""
+) -> str:
     """The opportunity list narrowed to what a cell counts; "" when it cannot say so.
 
     The list's `expected_close_from/_to` and `closed_from/_to` (inclusive ISO dates) narrow
-    it to the cell's period.
+    it to the cell's period. `list_url`: the list's address, when the caller has it already
+    (a page links every cell, and each `reverse` costs more than building the query).
     """
     query: dict[str, Any] = {"status": status, **controls.filters.as_query()}
     if group and controls.by is not None:
@@ -168,7 +171,7 @@ def drill_url(controls: Controls, line: ReportLine, status: str, group: bool) ->
     prefix = "expected_close" if status == "open" else "closed"
     query[f"{prefix}_from"] = line.first_day.isoformat()
     query[f"{prefix}_to"] = line.last_day.isoformat()
-    return f"{reverse('sales:opportunity_list')}?{urlencode(query)}"
+    return f"{list_url or reverse('sales:opportunity_list')}?{urlencode(query)}"
 
 
 def _undated_url(controls: Controls) -> str:
@@ -203,15 +206,62 @@ def _target_scopes(user: User, choices: FilterChoices) -> list[tuple[str, str]]:
 # The page ---------------------------------------------------------------------------------
 
 
-def _line_links(controls: Controls, line: ReportLine, *, group: bool) -> dict[str, str]:
-    return {status: drill_url(controls, line, status, group) for status in ("open", "won", "lost")}
+@dataclass(frozen=True)
+class _PerPage:
+    """What every row needs and is slow to look up, looked up once per page: the addresses
+    it links to and the active language's number format."""
+
+    opportunity_list: str
+    forecast: str
+    decimal_separator: str
+    grouping: Any
+    thousand_separator: str
+
+    @classmethod
+    def load(cls) -> _PerPage:
+        language = get_language()
+        return cls(
+            opportunity_list=reverse("sales:opportunity_list"),
+            forecast=reverse("insights:forecast"),
+            **{
+                name: get_format(setting, language, use_l10n=True)
+                for name, setting in (
+                    ("decimal_separator", "DECIMAL_SEPARATOR"),
+                    ("grouping", "NUMBER_GROUPING"),
+                    ("thousand_separator", "THOUSAND_SEPARATOR"),
+                )
+            },
+        )
+
+    def amount(self, cents: int | None) -> str:
+        """`_amount`, without looking the format up again."""
+        if cents is None:
+            return ""
+        return numberformat.format(
+            from_cents(cents),
+            self.decimal_separator,
+            2,
+            self.grouping,
+            self.thousand_separator,
+            force_grouping=True,
+            use_l10n=True,
+        )
 
 
-def _target_link(controls: Controls, line: ReportLine, settable: set[str]) -> str:
+def _line_links(
+    controls: Controls, line: ReportLine, page: _PerPage, *, group: bool
+) -> dict[str, str]:
+    return {
+        status: drill_url(controls, line, status, group, list_url=page.opportunity_list)
+        for status in ("open", "won", "lost")
+    }
+
+
+def _target_link(controls: Controls, line: ReportLine, settable: set[str], page: _PerPage) -> str:
     if line.scope is None or line.scope.key not in settable or not line.period:
         return ""
     query = controls.urlencode(target_period=line.period, target_scope=line.scope.key)
-    return f"{reverse('insights:forecast')}?{query}#target-form"
+    return f"{page.forecast}?{query}#target-form"
 
 
 def _amount(cents: int | None) -> str:
@@ -221,37 +271,41 @@ def _amount(cents: int | None) -> str:
     return number_format(from_cents(cents), 2, use_l10n=True, force_grouping=True)
 
 
-def _display(line: ReportLine) -> dict[str, str]:
-    row, band = line.row, line.band
+def _display(line: ReportLine, page: _PerPage) -> dict[str, str]:
+    row, band, amount = line.row, line.band, page.amount
     return {
-        "amount_open": _amount(row.amount_open),
-        "weighted_open": _amount(row.weighted_open),
-        "won": _amount(row.won),
-        "lost_amount": _amount(row.lost_amount),
-        "expected": _amount(row.expected),
-        "p10": _amount(band.p10),
-        "p50": _amount(band.p50),
-        "p90": _amount(band.p90),
-        "target": _amount(line.target_amount),
+        "amount_open": amount(row.amount_open),
+        "weighted_open": amount(row.weighted_open),
+        "won": amount(row.won),
+        "lost_amount": amount(row.lost_amount),
+        "expected": amount(row.expected),
+        "p10": amount(band.p10),
+        "p50": amount(band.p50),
+        "p90": amount(band.p90),
+        "target": amount(line.target_amount),
     }
 
 
-def _row(controls: Controls, line: ReportLine, settable: set[str], *, kind: str) -> dict[str, Any]:
+def _row(
+    controls: Controls, line: ReportLine, settable: set[str], page: _PerPage, *, kind: str
+) -> dict[str, Any]:
     return {
         "line": line,
         "kind": kind,
-        "shown": _display(line),
-        "links": _line_links(controls, line, group=kind == "group"),
-        "target_link": _target_link(controls, line, settable),
+        "shown": _display(line, page),
+        "links": _line_links(controls, line, page, group=kind == "group"),
+        "target_link": _target_link(controls, line, settable, page),
     }
 
 
-def _rows(report: ForecastReport, controls: Controls, settable: set[str]) -> list[dict[str, Any]]:
+def _rows(
+    report: ForecastReport, controls: Controls, settable: set[str], page: _PerPage
+) -> list[dict[str, Any]]:
     """The table's rows in order: each period, then its groups, with their links."""
     rows = []
     for block in report.blocks:
-        rows.append(_row(controls, block.line, settable, kind="period"))
-        rows.extend(_row(controls, line, settable, kind="group") for line in block.groups)
+        rows.append(_row(controls, block.line, settable, page, kind="period"))
+        rows.extend(_row(controls, line, settable, page, kind="group") for line in block.groups)
     return rows
 
 
@@ -292,11 +346,12 @@ def _page_context(
     if controls.filters.client is not None:
         client = visible_clients(user).filter(pk=controls.filters.client).first()
     lines = [block.line for block in report.blocks]
+    page = _PerPage.load()
     return {
         "controls": controls,
         "report": report,
-        "rows": _rows(report, controls, settable),
-        "total": _row(controls, report.total, set(), kind="total"),
+        "rows": _rows(report, controls, settable, page),
+        "total": _row(controls, report.total, set(), page, kind="total"),
         "undated": {
             "amount": _amount(report.undated.amount),
             "weighted": _amount(report.undated.weighted),
