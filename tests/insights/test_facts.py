@@ -2,15 +2,19 @@
 made through the services (once per transaction), and that the analysis and calibration read
 from them give exactly what the event-log walk gives."""
 
+import importlib
 import io
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from opportuna.accounts.models import Account, VisibilityPolicy
@@ -25,7 +29,7 @@ from opportuna.insights.analysis import (
 )
 from opportuna.insights.facts import deal_facts_update, rebuild_deal_facts
 from opportuna.insights.models import DealActivityCount, DealFacts
-from opportuna.sales.models import Opportunity, Status
+from opportuna.sales.models import Activity, Opportunity, Status
 from opportuna.sales.services import (
     activity_log,
     opportunity_cancel,
@@ -100,6 +104,20 @@ def stored() -> dict[int, tuple]:
 
 def facts_of(opp) -> tuple | None:
     return stored().get(opp.pk)
+
+
+def count_outcomes(opp=None) -> dict[tuple[int, str], tuple[bool, datetime]]:
+    """The deal outcome and close time each stored activity count repeats, by (opportunity,
+    type key); only `opp`'s if given."""
+    counts = DealActivityCount.objects.all()
+    if opp is not None:
+        counts = counts.filter(opportunity_id=opp.pk)
+    return {
+        (pk, key): (won, closed_at)
+        for pk, key, won, closed_at in counts.values_list(
+            "opportunity_id", "type__key", "won", "closed_at"
+        )
+    }
 
 
 # Following the services -----------------------------------------------------------------
@@ -200,6 +218,46 @@ def test_a_late_activity_dated_before_the_close_changes_the_facts(cast, commit):
         type=activity_type("call"),
     )
     assert facts_of(opp)[-1] == {"visit": 1, "demo": 1}
+
+
+def test_activity_counts_repeat_the_outcome_and_close_time_through_reopen_and_close(
+    cast, reason, commit
+):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    for key, day in (("call", 1), ("demo", 2)):
+        commit(
+            activity_log,
+            T0 + timedelta(days=day),
+            opportunity=opp,
+            actor=cast.owner,
+            type=activity_type(key),
+        )
+    won_at = T0 + timedelta(days=5)
+    commit(opportunity_close_won, won_at, opportunity=opp, actor=cast.owner)
+    assert count_outcomes(opp) == {
+        (opp.pk, "call"): (True, won_at),
+        (opp.pk, "demo"): (True, won_at),
+    }
+
+    commit(opportunity_reopen, T0 + timedelta(days=6), opportunity=opp, actor=cast.owner)
+    assert count_outcomes(opp) == {}
+
+    lost_at = T0 + timedelta(days=9)
+    commit(opportunity_close_lost, lost_at, opportunity=opp, actor=cast.owner, reason=reason)
+    assert set(count_outcomes(opp).values()) == {(False, lost_at)}
+
+    # Logged after the close, done before it: a new count, with the deal's outcome too.
+    commit(
+        activity_log,
+        T0 + timedelta(days=12),
+        opportunity=opp,
+        actor=cast.owner,
+        type=activity_type("visit"),
+        done_at=T0 + timedelta(days=8),
+    )
+    assert count_outcomes(opp) == {
+        (opp.pk, key): (False, lost_at) for key in ("call", "demo", "visit")
+    }
 
 
 def test_cancelled_and_open_deals_have_no_facts(cast, commit):
@@ -391,10 +449,14 @@ def test_reads_from_the_facts_equal_the_event_log_walk(cast, commit, reason, see
         user=cast.owner, filters=InsightFilters()
     ) == behaviour_analysis_from_log(user=cast.owner, filters=InsightFilters())
 
-    # What followed the changes is what a rebuild from scratch writes.
-    followed = stored()
+    # What followed the changes is what a rebuild from scratch writes, and every activity
+    # count repeats its deal's outcome and close time.
+    followed, followed_outcomes = stored(), count_outcomes()
     assert rebuild_deal_facts() == len(followed)
     assert stored() == followed
+    assert count_outcomes() == followed_outcomes
+    assert followed_outcomes
+    assert all(outcome == followed[pk][:2] for (pk, _key), outcome in followed_outcomes.items())
 
 
 # Rebuilding ---------------------------------------------------------------------------------
@@ -425,6 +487,41 @@ def test_rebuild_writes_the_facts_of_rows_written_without_the_services(cast):
     assert set(stored()) == {won.pk, lost.pk}
     assert rebuild_deal_facts() == 2  # again: the same, not twice as many
     assert DealFacts.objects.count() == 2
+
+
+def test_rebuild_gives_the_activity_counts_their_deals_outcome_and_close_time(cast):
+    won = closed_by_hand(cast, won=True)
+    lost = closed_by_hand(cast, won=False)
+    for opp in (won, lost):
+        Activity.objects.create(
+            opportunity=opp, type=activity_type("call"), user=cast.owner, done_at=T0
+        )
+    rebuild_deal_facts()
+
+    closing = T0 + timedelta(days=30)
+    assert count_outcomes() == {
+        (won.pk, "call"): (True, closing),
+        (lost.pk, "call"): (False, closing),
+    }
+
+
+def test_the_migration_fills_the_counts_outcome_and_close_time_from_the_facts(cast):
+    won = closed_by_hand(cast, won=True)
+    Activity.objects.create(
+        opportunity=won, type=activity_type("call"), user=cast.owner, done_at=T0
+    )
+    rebuild_deal_facts()
+    written = count_outcomes()
+    # As the rows stood before the migration: nothing known of the deal (wrong values here,
+    # as the columns are not nullable any more).
+    DealActivityCount.objects.update(won=False, closed_at=T0)
+
+    migration = importlib.import_module("opportuna.insights.migrations.0006_activities_calibration")
+    with connection.cursor() as cursor:
+        editor = SimpleNamespace(connection=connection, execute=cursor.execute)
+        migration.fill_outcomes(django_apps, editor)
+
+    assert count_outcomes() == written == {(won.pk, "call"): (True, T0 + timedelta(days=30))}
 
 
 def test_updating_any_number_of_deals_takes_the_same_queries(cast, django_assert_num_queries):

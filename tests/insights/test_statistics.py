@@ -802,6 +802,70 @@ def test_activities_per_won_and_lost_deal(world):
     assert (outcome.total_per_won, outcome.total_per_lost) == (1.5, 1.0)
 
 
+@pytest.mark.parametrize(
+    ("who", "narrowing"),
+    [
+        ("admin", {}),
+        ("manager", {}),
+        ("owner", {}),
+        ("admin", {"owner": "teammate"}),
+        ("admin", {"product": "licence"}),
+        ("admin", {"pipeline": "renewals"}),
+    ],
+)
+def test_activities_per_outcome_count_the_deals_closed_in_the_range_only(world, who, narrowing):
+    cast = world["cast"]
+    # Rome: the range runs from 1 January 00:00 to 1 July 00:00 (UTC+2 then).
+    closings = [
+        at(date(2025, 12, 31), 23, 59),  # before the range
+        at(date(2026, 1, 1), 0, 0),
+        at(date(2026, 6, 30), 23, 59),
+        at(date(2026, 7, 1), 0, 0),  # after it
+    ]
+    for index, closing in enumerate(closings):
+        for owner, product, pipeline, status in (
+            ("owner", "licence", "sales", Status.WON),
+            ("teammate", None, "renewals", Status.LOST),
+            ("other", "licence", "sales", Status.WON if index % 2 else Status.LOST),
+        ):
+            opp = deal(
+                world,
+                owner=owner,
+                status=status,
+                closed=closing,
+                product=product,
+                pipeline=pipeline,
+            )
+            for key in ("call", "visit", "call")[: index + 1]:
+                done(opp, key, closing - DAY)
+    rebuild_deal_facts()
+    user = getattr(cast, who)
+    name, value = next(iter(narrowing.items()), (None, None))
+    chosen = filters()
+    if name is not None:
+        target = {
+            "owner": lambda: getattr(cast, value).pk,
+            "product": lambda: world["products"][value].pk,
+            "pipeline": lambda: world["pipelines"][value].pk,
+        }[name]()
+        chosen = filters(**{name: target})
+
+    outcome = activities_per_outcome(user=user, filters=chosen, types=activity_types())
+
+    assert outcome == activities_per_outcome_from_activities(
+        user=user, filters=chosen, types=activity_types()
+    )
+    if (who, narrowing) == ("admin", {}):
+        # the two closed on the range's first and last day, of three owners each
+        assert (outcome.won_deals, outcome.lost_deals) == (3, 3)
+        per_type = {t.key: (w, lo) for t, w, lo in outcome.rows}
+        # a visit on each; a call on those of the first day, two on those of the last day:
+        # won the owner's two and the other's first, lost the teammate's two and the other's
+        # last
+        assert per_type["call"] == (4 / 3, 5 / 3)
+        assert per_type["visit"] == (1.0, 1.0)
+
+
 def test_activities_per_outcome_follow_the_services(world, django_capture_on_commit_callbacks):
     cast, price = world["cast"], world["reasons"]["price"]
     with django_capture_on_commit_callbacks(execute=True):

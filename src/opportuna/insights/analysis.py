@@ -958,7 +958,10 @@ def _visited_probability_sql(closed: OpportunityQuerySet, step_id: int) -> tuple
     )
     visits = connection.ops.quote_name(StepVisit._meta.db_table)
     # Most deals reach a step once (`again` is false): only the others look for an earlier
-    # visit, through the visits' opportunity index, instead of ranking every row.
+    # visit, through the visits' opportunity index, instead of ranking every row. At a
+    # million deals PostgreSQL merges the step's visits (`step_visit_calibration_idx`, in
+    # opportunity order) with the closed opportunities in id order, both read from an index
+    # alone.
     picked = f"""
         SELECT o.opp, o.seller, o.won, COALESCE(v.probability, o.current) AS carried
         FROM ({outcomes}) AS o
@@ -982,14 +985,20 @@ def _calibration_rows(
     per band and owner."""
     picked_sql, params = picked
     users = connection.ops.quote_name(User._meta.db_table)
+    # Grouped first by the owner and the probability themselves (a few thousand groups,
+    # hashed), and only those groups banded and joined with the owners' names.
     sql = f"""
-        SELECT CASE WHEN picked.carried >= {BANDS * 10 - 10} THEN {BANDS - 1}
-                    WHEN picked.carried < 0 THEN 0
-                    ELSE picked.carried / 10 END AS band,
-               picked.seller, person.first_name, person.last_name, person.username,
-               COUNT(*), SUM(picked.won), SUM(picked.carried)
-        FROM ({picked_sql}) AS picked
-        LEFT JOIN {users} AS person ON person.id = picked.seller
+        SELECT CASE WHEN g.carried >= {BANDS * 10 - 10} THEN {BANDS - 1}
+                    WHEN g.carried < 0 THEN 0
+                    ELSE g.carried / 10 END AS band,
+               g.seller, person.first_name, person.last_name, person.username,
+               SUM(g.n), SUM(g.won), SUM(g.carried * g.n)
+        FROM (
+            SELECT picked.seller, picked.carried, COUNT(*) AS n, SUM(picked.won) AS won
+            FROM ({picked_sql}) AS picked
+            GROUP BY picked.seller, picked.carried
+        ) AS g
+        LEFT JOIN {users} AS person ON person.id = g.seller
         GROUP BY 1, 2, 3, 4, 5
     """  # noqa: S608 - table names from the models, values stay parameters
     with connection.cursor() as cursor:

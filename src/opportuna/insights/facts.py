@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Q
+from django.db.models import BooleanField, Case, Count, F, Max, Min, Q, Value, When
 from django.utils import timezone
 
 from opportuna.core.announce import Announcement, CommitBatch
@@ -101,15 +101,25 @@ def _insert(
     theirs = Q(**{f"opportunity_id__{lookup}": value for lookup, value in ids.items()})
     closed = Opportunity.objects.filter(own, status__in=OUTCOMES).order_by()
     activities = done_by_close(closed).filter(theirs)
+    # Each count repeats its deal's outcome and close time, as the facts below store them.
     counts_sql, counts_params = (
-        activities.values("opportunity_id", "type_id")
+        activities.annotate(
+            deal_won=Case(
+                When(opportunity__status=Status.WON, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+            deal_closed_at=F("opportunity__closed_at"),
+        )
+        .values("opportunity_id", "type_id", "deal_won", "deal_closed_at")
         .annotate(number=Count("pk"))
+        .values_list("opportunity_id", "type_id", "number", "deal_won", "deal_closed_at")
         .order_by()
         .query.sql_with_params()
     )
     counts = _table(DealActivityCount)
     cursor.execute(
-        f"INSERT INTO {counts} (opportunity_id, type_id, count) {counts_sql}",  # noqa: S608
+        f"INSERT INTO {counts} (opportunity_id, type_id, count, won, closed_at) {counts_sql}",  # noqa: S608
         counts_params,
     )
 

@@ -68,7 +68,7 @@ from django.utils.translation import gettext
 
 from opportuna.accounts.models import Team, User
 from opportuna.accounts.selectors import users_managed_by
-from opportuna.insights.models import DealActivityCount, DealFacts, StepVisit
+from opportuna.insights.models import DealActivityCount, StepVisit
 from opportuna.insights.periods import (
     Period,
     add_months,
@@ -1310,29 +1310,28 @@ def activities_per_outcome(
     """How many activities, by type, were done before closing on each deal won or lost in the
     range; two queries (the deals, their activities).
 
-    Both are read from what `insights.facts` stores per closed deal (`DealFacts`: won or
-    lost, and when; `DealActivityCount`: its activities of each type done by the close), not
-    from the opportunities and activities themselves; `activities_per_outcome_from_activities`
-    counts those, as the reference.
+    The deals are counted from the opportunities, as the reference counts them; their
+    activities are summed from what `insights.facts` stores per closed deal
+    (`DealActivityCount`: its activities of each type done by the close, with the deal's
+    outcome and close time, so a range of `deal_activity_closed_idx` is all it reads), not
+    from the activities themselves; `activities_per_outcome_from_activities` counts those,
+    as the reference.
     """
     first_instant, after_end = filters.day_range()
-    facts = DealFacts.objects.filter(closed_at__gte=first_instant, closed_at__lt=after_end)
-    chosen = filters.apply(visible_opportunities(user))
-    if not every_opportunity(chosen):
-        facts = facts.filter(opportunity__in=chosen.order_by().values("pk"))
-    facts = facts.order_by()
-    deals = facts.aggregate(
-        won_deals=Count("pk", filter=Q(won=True)), lost_deals=Count("pk", filter=Q(won=False))
+    closed = _closed_in_range(user=user, filters=filters).filter(
+        status__in=(Status.WON, Status.LOST)
     )
-    counts = connections[facts.db].ops.quote_name(DealActivityCount._meta.db_table)
-    template = (
-        "SELECT d.won, c.type_id, SUM(c.count) "  # noqa: S608 - a model's table
-        f"FROM ({{source}}) d JOIN {counts} c ON c.opportunity_id = d.opportunity_id "
-        "GROUP BY d.won, c.type_id"
+    deals = closed.aggregate(
+        won_deals=Count("pk", filter=_WON), lost_deals=Count("pk", filter=_LOST)
     )
+    counts = DealActivityCount.objects.filter(closed_at__gte=first_instant, closed_at__lt=after_end)
+    if not every_opportunity(filters.apply(visible_opportunities(user))):
+        counts = counts.filter(opportunity__in=closed.values("pk"))
     rows = [
         (Status.WON if won else Status.LOST, type_id, n)
-        for won, type_id, n in _run(template, facts.values("opportunity_id", "won"))
+        for won, type_id, n in counts.order_by()
+        .values_list("won", "type_id")
+        .annotate(n=Sum("count"))
     ]
     return _per_outcome(types, deals, rows)
 

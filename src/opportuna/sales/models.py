@@ -412,6 +412,13 @@ class Opportunity(models.Model):
                 condition=Q(closed_at__isnull=False),
                 name="opp_closed_stats_idx",
             ),
+            # Calibration at a chosen step: the won and lost deals in id order, merged with
+            # the step's stored visits (`insights.analysis`), from the index alone.
+            models.Index(
+                fields=["id", "owner", "closed_at", "probability", "status"],
+                condition=Q(status__in=["won", "lost"]),
+                name="opp_outcome_idx",
+            ),
             models.Index(fields=["client", "status"], name="opp_client_idx"),
             # Opportunity list, default order (newest first) and keyset pages.
             models.Index(fields=["created_at", "id"], name="opp_created_idx"),
