@@ -15,7 +15,6 @@ import pytest
 from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
-from django.utils import timezone
 
 from opportuna.accounts.models import Account, VisibilityPolicy
 from opportuna.core.announce import announce
@@ -57,21 +56,6 @@ def cast():
 @pytest.fixture
 def reason():
     return LostReasonFactory(name="Price")
-
-
-@pytest.fixture
-def commit(django_capture_on_commit_callbacks):
-    """Run a service as if `at` were now and its transaction committed, so what waits for
-    the commit (the facts' flush among it) runs as in production."""
-
-    def run(service, at, **kwargs):
-        with (
-            mock.patch.object(timezone, "now", lambda: at),
-            django_capture_on_commit_callbacks(execute=True),
-        ):
-            return service(**kwargs)
-
-    return run
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from unittest import mock
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from opportuna.core.announce import announce
 from opportuna.insights import statistics, steps
@@ -57,21 +56,6 @@ def cast():
 @pytest.fixture
 def reason():
     return LostReasonFactory(name="Price")
-
-
-@pytest.fixture
-def commit(django_capture_on_commit_callbacks):
-    """Run a service as if `at` were now and its transaction committed, so what waits for
-    the commit (the visits' flush among it) runs as in production."""
-
-    def run(service, at, **kwargs):
-        with (
-            mock.patch.object(timezone, "now", lambda: at),
-            django_capture_on_commit_callbacks(execute=True),
-        ):
-            return service(**kwargs)
-
-    return run
 
 
 @contextmanager
