@@ -282,14 +282,49 @@ def test_a_group_of_changes_is_written_to_the_outbox_in_one_insert(
     endpoint_for("http://127.0.0.1:9/hook", admin, "opportunity.moved", "opportunity.won")
     endpoint_for("http://127.0.0.1:9/won-only", admin, "opportunity.won")
     group = [("opportunity.moved", None, opp.pk, {}), ("opportunity.won", None, opp.pk, {})]
-    # subscribed endpoints, the opportunity per change, one insert for the group
-    with django_assert_num_queries(4):
+    # subscribed endpoints, the opportunity once for the group, one insert for the group
+    with django_assert_num_queries(3):
         changes_recorded.send(sender=None, changes=group)
     kinds = sorted(WebhookDelivery.objects.values_list("event_type", flat=True))
     assert kinds == ["opportunity.moved", "opportunity.won", "opportunity.won"]
     # One message per change: both endpoints got the same id for the same change.
     won = WebhookDelivery.objects.filter(event_type="opportunity.won")
     assert len({delivery.message_id for delivery in won}) == 1
+
+
+@pytest.mark.parametrize("size", [1, 12])
+def test_a_group_is_read_with_one_query_per_kind_of_object_whatever_its_size(
+    admin, size, django_assert_num_queries, monkeypatch
+):
+    monkeypatch.setattr(webhooks, "READ_CHUNK", 5)  # 12 rows: three chunks of opportunities
+    endpoint_for(
+        "http://127.0.0.1:9/hook", admin, "opportunity.moved", "comment.added", "client.created"
+    )
+    opps = OpportunityFactory.create_batch(size)
+    comment = comment_add(opportunity=opps[0], actor=admin, body="Seen")
+    client = ClientFactory(name="Rossi Srl")
+    WebhookDelivery.objects.all().delete()
+    group = [("opportunity.moved", admin.pk, o.pk, {"from": 1}) for o in opps]
+    group += [
+        ("comment.added", admin.pk, opps[0].pk, {"comment": comment.pk}),
+        ("client.created", admin.pk, client.pk, {}),
+        ("opportunity.moved", admin.pk, 10**9, {}),  # vanished since: its id only
+    ]
+    chunks = -(-(size + 1) // 5)
+    # Opportunities per chunk, the comment with its opportunity, the client, the insert (the
+    # endpoints were read in this transaction when the comment was added).
+    with django_assert_num_queries(chunks + 1 + 1 + 1):
+        changes_recorded.send(sender=None, changes=group)
+    bodies = [
+        json.loads(body)["data"]
+        for body in WebhookDelivery.objects.order_by("pk").values_list("body", flat=True)
+    ]
+    assert [b["opportunity"]["title"] for b in bodies[:size]] == [o.title for o in opps]
+    assert all(b["from"] == 1 and b["actor"] == admin.pk for b in bodies[:size])
+    assert bodies[size]["comment"]["body"] == "Seen"
+    assert bodies[size]["opportunity"]["id"] == opps[0].pk
+    assert bodies[size + 1]["client"]["name"] == "Rossi Srl"
+    assert bodies[size + 2]["opportunity"] == {"id": 10**9}
 
 
 def test_without_a_subscribed_endpoint_the_outbox_runs_one_query(

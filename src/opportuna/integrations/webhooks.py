@@ -255,46 +255,73 @@ ACTIVITY_FIELDS = {
 MONEY_FIELDS = ("amount", "won_amount")
 
 
-def _read(model: Any, pk: Any, groups: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
-    """One query: `groups` maps a payload key to its fields; a vanished row gives its id."""
-    paths = [path for fields in groups.values() for path in fields.values()]
-    rows = list(model.objects.filter(pk=pk).values(*paths)[:1])
-    if not rows:
-        return {}
-    return {
-        name: {key: rows[0][path] for key, path in fields.items()}
-        for name, fields in groups.items()
-    }
+# Rows read per query when a group of changes is read at once (under SQLite's parameter limit).
+READ_CHUNK = 500
+
+# A payload's source: the model to read, the payload key of its row, the row's id, and the
+# fields to read per payload key (a comment or an activity brings its opportunity along).
+Source = tuple[Any, str, Any, dict[str, dict[str, str]]]
+
+
+def _read_many(
+    model: Any, pks: list[Any], groups: dict[str, dict[str, str]]
+) -> dict[Any, dict[str, dict[str, Any]]]:
+    """One query per READ_CHUNK ids: `groups` maps a payload key to its fields; a vanished
+    row is left out."""
+    paths = list(dict.fromkeys(path for fields in groups.values() for path in fields.values()))
+    read: dict[Any, dict[str, dict[str, Any]]] = {}
+    unique = list(dict.fromkeys(pks))
+    for offset in range(0, len(unique), READ_CHUNK):
+        chunk = unique[offset : offset + READ_CHUNK]
+        for row in model.objects.filter(pk__in=chunk).values("pk", *paths):
+            read[row["pk"]] = {
+                name: {key: row[path] for key, path in fields.items()}
+                for name, fields in groups.items()
+            }
+    return read
 
 
 def _through_opportunity() -> dict[str, str]:
     return {key: f"opportunity__{path}" for key, path in OPPORTUNITY_FIELDS.items()}
 
 
-def payload_data(
-    kind: str, *, actor_id: int | None, object_id: int, data: dict[str, Any]
+_COMMENT_GROUPS = {"comment": COMMENT_FIELDS, "opportunity": _through_opportunity()}
+_ACTIVITY_GROUPS = {"activity": ACTIVITY_FIELDS, "opportunity": _through_opportunity()}
+
+
+def _source(kind: str, object_id: int, data: dict[str, Any]) -> Source:
+    """Which row the payload of a change is read from."""
+    if kind.startswith("client."):
+        return Client, "client", object_id, {"client": CLIENT_FIELDS}
+    # A comment or an activity is read together with its opportunity, in the same query.
+    if kind == "comment.added" and "comment" in data:
+        return Comment, "comment", data["comment"], _COMMENT_GROUPS
+    if kind == "activity.logged" and "activity" in data:
+        return Activity, "activity", data["activity"], _ACTIVITY_GROUPS
+    return Opportunity, "opportunity", object_id, {"opportunity": OPPORTUNITY_FIELDS}
+
+
+def _payload(
+    kind: str,
+    *,
+    actor_id: int | None,
+    object_id: int,
+    data: dict[str, Any],
+    source: Source,
+    read: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The event's `data`: what was announced, with the objects it names read in one query."""
+    """The event's `data` from what was announced and its source row as `read` (empty when
+    the row has vanished)."""
     announced = dict(data)
     event_id = announced.pop("event_id", None)
     payload: dict[str, Any] = {"actor": actor_id, **({"event": event_id} if event_id else {})}
     payload.update(announced)
-    if kind.startswith("client."):
-        read = _read(Client, object_id, {"client": CLIENT_FIELDS})
-        payload["client"] = read.get("client", {"id": object_id})
+    _model, key, pk, _groups = source
+    # Copies: rows read once may serve several changes of a group.
+    payload[key] = dict(read.get(key) or {"id": pk})
+    if key == "client":
         return payload
-    # A comment or an activity is read together with its opportunity, in the same query.
-    model: Any = Opportunity
-    key, pk, groups = "opportunity", object_id, {"opportunity": OPPORTUNITY_FIELDS}
-    if kind == "comment.added" and "comment" in announced:
-        model, key, pk = Comment, "comment", announced["comment"]
-        groups = {"comment": COMMENT_FIELDS, "opportunity": _through_opportunity()}
-    elif kind == "activity.logged" and "activity" in announced:
-        model, key, pk = Activity, "activity", announced["activity"]
-        groups = {"activity": ACTIVITY_FIELDS, "opportunity": _through_opportunity()}
-    read = _read(model, pk, groups)
-    payload[key] = read.get(key, {"id": pk})
-    opportunity = read.get("opportunity", {"id": object_id})
+    opportunity = dict(read.get("opportunity") or {"id": object_id})
     # Bulk services (merges, step defaults) announce before their UPDATE: the announced
     # "after" values are the truth the row does not show yet.
     for field, change in (announced.get("changes") or {}).items():
@@ -305,6 +332,38 @@ def payload_data(
             opportunity[field] = str(from_cents(opportunity[field]))
     payload["opportunity"] = opportunity
     return payload
+
+
+def payload_data(
+    kind: str, *, actor_id: int | None, object_id: int, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The event's `data`: what was announced, with the objects it names read in one query."""
+    return payloads_data([(kind, actor_id, object_id, data)])[0]
+
+
+def payloads_data(changes: list[Announcement]) -> list[dict[str, Any]]:
+    """`payload_data` for each change of a group, in order; one query per kind of source row
+    (opportunity, client, comment, activity) and READ_CHUNK rows, whatever the group's size."""
+    sources = [_source(kind, object_id, data) for kind, _actor, object_id, data in changes]
+    wanted: dict[tuple[Any, str], list[Any]] = {}
+    for model, key, pk, _groups in sources:
+        wanted.setdefault((model, key), []).append(pk)
+    groups_of = {(model, key): groups for model, key, _pk, groups in sources}
+    rows = {
+        (model, key): _read_many(model, pks, groups_of[model, key])
+        for (model, key), pks in wanted.items()
+    }
+    return [
+        _payload(
+            kind,
+            actor_id=actor_id,
+            object_id=object_id,
+            data=data,
+            source=source,
+            read=rows[source[0], source[1]].get(source[2], {}),
+        )
+        for (kind, actor_id, object_id, data), source in zip(changes, sources, strict=True)
+    ]
 
 
 class _BodyEncoder(DjangoJSONEncoder):
@@ -337,23 +396,24 @@ def record_outbox(sender: Any, *, changes: list[Announcement], **_: Any) -> None
     transaction.
 
     Queries: one per transaction to find the active endpoints; when some are subscribed,
-    one per change to read its objects, and one per group of changes to insert the
-    deliveries (plus one per delivery with the database task backend).
+    one per group of changes and kind of object to read them (`payloads_data`), and one to
+    insert the group's deliveries (plus one per delivery with the database task backend).
     """
     endpoints = transaction_cached(ENDPOINTS_CACHE, _active_endpoints)
     if not endpoints:
         return
     now = timezone.now()
+    subscribed = []
+    for change in changes:
+        endpoint_ids = [pk for pk, event_types in endpoints if change[0] in event_types]
+        if endpoint_ids:
+            subscribed.append((change, endpoint_ids))
+    if not subscribed:
+        return
+    datas = payloads_data([change for change, _ in subscribed])
     deliveries: list[WebhookDelivery] = []
-    for kind, actor_id, object_id, data in changes:
-        endpoint_ids = [pk for pk, event_types in endpoints if kind in event_types]
-        if not endpoint_ids:
-            continue
-        payload = {
-            "type": kind,
-            "timestamp": now,
-            "data": payload_data(kind, actor_id=actor_id, object_id=object_id, data=data),
-        }
+    for ((kind, *_rest), endpoint_ids), data in zip(subscribed, datas, strict=True):
+        payload = {"type": kind, "timestamp": now, "data": data}
         body = json.dumps(payload, cls=_BodyEncoder, separators=(",", ":"))
         message_id = f"msg_{uuid.uuid4().hex}"
         deliveries.extend(
