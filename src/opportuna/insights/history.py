@@ -223,45 +223,62 @@ def _stay_step(at: datetime) -> Subquery:
 
 
 def _snapshot_then(*, user: User, at: datetime, filters: InsightFilters) -> dict[int, StepTotals]:
-    """The pipeline at `at` per step, as `pipeline_as_of` sums it; one query.
+    """The pipeline at `at` per step, as `pipeline_as_of` sums it; one query, the UNION ALL
+    of two parts that each read only the rows they need.
 
-    Whether an opportunity updated since `at` (see SLACK) was open then, and on which step,
-    is read from the stay that covers `at` (`StepVisit`, one narrow row: a stay starts with
-    the event that enters its step and ends with the next move or close, so one covers `at`
-    exactly when the log says the opportunity was open on that step then), and from the log
-    only when none does (closed then, reopened and not moved since, which enters no step, or
-    unknown to the visits). Those closed then fall in a NULL step, left out here.
+    Not updated since `at` (see SLACK): open now means open then, with today's values; the
+    open ones' board index (`opp_board_idx`: step, times, amount, probability) sums them
+    without reading the table. Updated since (a range of `opp_updated_idx`): whether it was
+    open then, and on which step, is read from the stay that covers `at` (`StepVisit`, one
+    narrow row: a stay starts with the event that enters its step and ends with the next
+    move or close, so one covers `at` exactly when the log says the opportunity was open on
+    that step then), and from the log only when none does (closed then, reopened and not
+    moved since, which enters no step, or unknown to the visits); amount and probability
+    from the log. Those closed then fall in a NULL step, left out here.
     """
     since = at - SLACK
+    existing = filters.narrow(visible_opportunities(user)).filter(created_at__lte=at).order_by()
+    unchanged = (
+        # Open: `next_action_at` is set exactly on open opportunities (a check constraint),
+        # and saying it so, not by status, lets both databases read the board's partial
+        # index alone (SQLite uses one only when the query repeats its condition literally).
+        existing.filter(next_action_at__isnull=False, updated_at__lte=since)
+        .values(step_then=F("step_id"))
+        .annotate(
+            opp_count=Count("*"),
+            amount_sum=Sum("amount", default=0),
+            weighted_sum=Sum((F("amount") * F("probability") + 50) / 100, default=0),
+        )
+    )
     open_then = Case(
         When(Q(status_then__in=OPEN_STATUSES), then=_replayed("step", at)),
         default=None,
         output_field=models.IntegerField(),
     )
-    rows = (
-        filters.narrow(visible_opportunities(user))
-        .filter(created_at__lte=at)
-        .order_by()
-        # Closed now and not updated since: closed then too. Cheap, and spares the log.
-        .filter(Q(status__in=OPEN_STATUSES) | Q(updated_at__gt=since))
+    changed = (
+        existing.filter(updated_at__gt=since)
         .alias(status_then=_replayed("status", at))
         .annotate(
-            step_then=Case(
-                When(updated_at__lte=since, then=F("step_id")),
-                default=Coalesce(_stay_step(at), open_then),
-                output_field=models.IntegerField(),
-            ),
-            amount_then=value_as_of("amount", at),
-            probability_then=value_as_of("probability", at),
+            step_then=Coalesce(_stay_step(at), open_then, output_field=models.IntegerField()),
+            amount_then=_replayed("amount", at),
+            probability_then=_replayed("probability", at),
         )
         .values("step_then")
         .annotate(
-            opp_count=Count("pk"),
+            opp_count=Count("*"),
             amount_sum=Sum("amount_then", default=0),
             weighted_sum=Sum((F("amount_then") * F("probability_then") + 50) / 100, default=0),
         )
     )
-    return {row["step_then"]: _totals(row) for row in rows if row["step_then"] is not None}
+    totals: dict[int, StepTotals] = {}
+    for row in unchanged.union(changed, all=True):
+        step = row["step_then"]
+        if step is None:
+            continue
+        found = _totals(row)
+        before = totals.get(step)
+        totals[step] = _sum_totals([before, found]) if before else found
+    return totals
 
 
 def pipeline_snapshot(*, user: User, at: datetime, filters: InsightFilters) -> PipelineSnapshot:
@@ -275,14 +292,15 @@ def pipeline_snapshot(*, user: User, at: datetime, filters: InsightFilters) -> P
     then = _snapshot_then(user=user, at=at, filters=filters)
     now = {
         row["step_id"]: _totals(row)
-        for row in filters.narrow(visible_opportunities(user).open())
-        .with_weighted_amount()
+        # Open, said as above: the board's partial index holds every column read.
+        for row in filters.narrow(visible_opportunities(user))
+        .filter(next_action_at__isnull=False)
         .order_by()
         .values("step_id")
         .annotate(
-            opp_count=Count("pk"),
+            opp_count=Count("*"),
             amount_sum=Sum("amount", default=0),
-            weighted_sum=Sum("weighted", default=0),
+            weighted_sum=Sum((F("amount") * F("probability") + 50) / 100, default=0),
         )
     }
     order = list(steps)

@@ -374,8 +374,18 @@ class Opportunity(models.Model):
                 name="opp_todo_idx",
             ),
             # Board: one column = open opportunities of a step, keyset by (next action, id).
+            # With the times and money after them, the open pipeline per step (today's, and
+            # the part of a past date's not changed since) is summed from this index alone.
             models.Index(
-                fields=["step", "next_action_at", "id"],
+                fields=[
+                    "step",
+                    "next_action_at",
+                    "id",
+                    "updated_at",
+                    "created_at",
+                    "amount",
+                    "probability",
+                ],
                 condition=Q(next_action_at__isnull=False),
                 name="opp_board_idx",
             ),
@@ -429,8 +439,20 @@ class Opportunity(models.Model):
             models.Index(fields=["owner", "created_at"], name="opp_owner_created_idx"),
             # Opportunity list sorted by amount.
             models.Index(fields=["amount", "id"], name="opp_amount_idx"),
-            # Pipeline as of a past date: "open now, or changed since D"; API sync filter.
-            models.Index(fields=["updated_at"], name="opp_updated_idx"),
+            # Pipeline as of a past date: the opportunities changed since D and created by
+            # then, with what it reads of them, from this index alone; API sync filter.
+            models.Index(
+                fields=[
+                    "updated_at",
+                    "created_at",
+                    "id",
+                    "status",
+                    "step",
+                    "amount",
+                    "probability",
+                ],
+                name="opp_updated_idx",
+            ),
             models.Index(fields=["external_id"], name="opp_external_id_idx"),
             # Foreign keys most opportunities leave empty: only the rows that have one are
             # indexed (a lookup by a value implies it is not null, so these serve it).
