@@ -147,12 +147,13 @@ def database() -> dict[str, object]:
             raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL or SQLite")
         config["CONN_HEALTH_CHECKS"] = True
         if config["ENGINE"] == "django.db.backends.sqlite3":
+            config["ENGINE"] = SQLITE_ENGINE
             config["OPTIONS"] = SQLITE_OPTIONS
         else:
             config["OPTIONS"] = postgresql_options(dict(config.get("OPTIONS") or {}))
         return config
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": SQLITE_ENGINE,
         "NAME": DATA_DIR / "opportuna.sqlite3",
         "OPTIONS": SQLITE_OPTIONS,
     }
@@ -167,6 +168,9 @@ def postgresql_options(options: dict[str, object]) -> dict[str, object]:
         options["options"] = f"{given} -c jit=off".strip()
     return options
 
+
+# Django's SQLite backend, refreshing the planner's statistics as connections close.
+SQLITE_ENGINE = "opportuna.core.sqlite"
 
 # WAL lets readers and one writer work at once; IMMEDIATE takes the write lock at BEGIN,
 # so two writers queue on the busy timeout instead of failing with "database is locked".

@@ -54,6 +54,17 @@ def test_sqlite_transactions_are_immediate():
     assert settings.DATABASES["default"]["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
 
 
+def test_every_sqlite_database_gets_the_backend_that_refreshes_statistics(monkeypatch):
+    from opportuna.settings import SQLITE_ENGINE, database
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert database()["ENGINE"] == SQLITE_ENGINE
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///elsewhere.sqlite3")
+    assert database()["ENGINE"] == SQLITE_ENGINE
+    monkeypatch.setenv("DATABASE_URL", "postgres://someone@db.example/opportuna")
+    assert database()["ENGINE"] == "django.db.backends.postgresql"
+
+
 @pytest.mark.django_db
 def test_postgresql_sessions_run_without_jit():
     if connection.vendor != "postgresql":

@@ -16,7 +16,9 @@ def refresh_planner_statistics() -> None:
 
     SQLite learns table sizes only when ANALYZE runs. Statistics taken while a table was
     small (a new database, the demo's ANALYZE before a big import) make it choose scans
-    where an index lookup is far cheaper, so bulk writers call this as they grow a table.
+    where an index lookup is far cheaper, so bulk writers call this as they grow a table
+    (every connection's close runs `PRAGMA optimize` too, `core.sqlite`, but a long import
+    runs on one connection).
     Sampled, so it costs milliseconds whatever the size. PostgreSQL's autovacuum keeps its
     own statistics up to date: nothing to do there.
     """
