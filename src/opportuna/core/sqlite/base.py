@@ -17,12 +17,15 @@ from __future__ import annotations
 import sqlite3
 
 from django.db.backends.sqlite3 import base
+from django.utils.asyncio import async_unsafe
 
 from opportuna.core.database import SAMPLED_ROWS
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    @async_unsafe
     def close(self) -> None:
+        self.validate_thread_sharing()  # before touching the connection, as Django's close
         if self.connection is not None and not self.in_atomic_block and not self.is_in_memory_db():
             optimize(self.connection)
         super().close()
