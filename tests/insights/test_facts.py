@@ -18,7 +18,7 @@ from django.db import connection
 
 from opportuna.accounts.models import Account, VisibilityPolicy
 from opportuna.core.announce import announce
-from opportuna.insights import facts
+from opportuna.insights import analysis, facts
 from opportuna.insights.analysis import (
     InsightFilters,
     behaviour_analysis,
@@ -441,6 +441,26 @@ def test_reads_from_the_facts_equal_the_event_log_walk(cast, commit, reason, see
     assert count_outcomes() == followed_outcomes
     assert followed_outcomes
     assert all(outcome == followed[pk][:2] for (pk, _key), outcome in followed_outcomes.items())
+
+
+def test_every_deal_is_read_from_the_facts_alone_and_deals_without_facts_still_count(
+    cast, commit, reason
+):
+    play(cast, commit, random.Random(4), reason, count=30)
+    DealFacts.objects.filter(
+        pk__in=list(DealFacts.objects.order_by("pk").values_list("pk", flat=True)[:4])
+    ).delete()  # as after a load without the services
+    closed = Opportunity.objects.filter(status__in=(Status.WON, Status.LOST))
+    with mock.patch.object(analysis, "_pattern_rows", wraps=analysis._pattern_rows) as rows:
+        alone = behaviour_analysis(user=cast.admin, filters=InsightFilters())
+        assert rows.call_args.kwargs == {"every_deal": True}
+        # The same deals through the join with the visible ones, which a filter brings in.
+        with mock.patch.object(analysis, "_every_deal", return_value=False):
+            joined = behaviour_analysis(user=cast.admin, filters=InsightFilters())
+        assert rows.call_args.kwargs == {"every_deal": False}
+    assert alone == joined
+    assert alone.baseline.n == closed.count()
+    assert alone.baseline.won == closed.filter(status=Status.WON).count()
 
 
 # Rebuilding ---------------------------------------------------------------------------------

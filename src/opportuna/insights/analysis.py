@@ -706,6 +706,72 @@ def _outcomes_sql(closed: OpportunityQuerySet) -> tuple[str, tuple[Any, ...]]:
     return rows.query.sql_with_params()
 
 
+def _every_deal(*, user: User, filters: InsightFilters) -> bool:
+    """Whether `closed_opportunities` is every won and lost opportunity: an admin's, without
+    filters or dates."""
+    from opportuna.insights.statistics import every_opportunity  # statistics imports this
+
+    return every_opportunity(filters.closed_in_range(filters.narrow(visible_opportunities(user))))
+
+
+# The buckets of the analysis from rows grouped by the stored values (see below).
+_BUCKETS_SQL = """
+    SELECT CASE WHEN g.visits IS NULL THEN -1 WHEN g.visits > 3 THEN 3 ELSE g.visits END,
+           CASE WHEN g.days IS NULL THEN -1 WHEN g.days > 8 THEN 8 ELSE g.days END,
+           g.profile, SUM(g.n), SUM(g.won)
+    FROM ({grouped}) AS g
+    GROUP BY 1, 2, 3
+"""
+# A marker for the row of `_pattern_rows` that counts the closed deals themselves.
+_DEALS = -2
+
+
+def _pattern_rows(closed: OpportunityQuerySet, *, every_deal: bool) -> list[tuple[Any, ...]]:
+    """(visits bucket, days bucket, profile, deals, won) of `closed`, whose facts are read;
+    one query. Deals without stored facts (written without the services, before
+    `opportuna rebuild_insights`) fall in the buckets of no activity.
+
+    Grouped first by the stored values themselves: the planner knows how many distinct
+    values columns hold, so it hashes a few thousand groups; grouped by bucket formulas
+    straight away, it would sort every row. The buckets then group those few thousand.
+    For every deal (`every_deal`) the facts need no join with the deals: they are grouped
+    straight from `deal_facts_pattern_idx`, in its order, and one more branch counts the
+    closed deals, so those without facts are still counted (the difference).
+    """
+    outcomes, params = _outcomes_sql(closed)
+    facts = connection.ops.quote_name(DealFacts._meta.db_table)
+    if not every_deal:
+        grouped = f"""
+            SELECT f.visits_before_demo AS visits, f.days_to_first_activity AS days,
+                   COALESCE(f.activity_profile, '') AS profile, COUNT(*) AS n, SUM(o.won) AS won
+            FROM ({outcomes}) AS o
+            LEFT JOIN {facts} AS f ON f.opportunity_id = o.opp
+            GROUP BY f.visits_before_demo, f.days_to_first_activity, f.activity_profile
+        """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
+        with connection.cursor() as cursor:
+            cursor.execute(_BUCKETS_SQL.format(grouped=grouped), params)
+            return list(cursor.fetchall())
+    grouped = f"""
+        SELECT f.visits_before_demo AS visits, f.days_to_first_activity AS days,
+               f.activity_profile AS profile, COUNT(*) AS n,
+               SUM(CASE WHEN f.won THEN 1 ELSE 0 END) AS won
+        FROM {facts} AS f
+        GROUP BY f.visits_before_demo, f.days_to_first_activity, f.activity_profile
+    """  # noqa: S608 - a model's table name
+    deals = f"SELECT {_DEALS}, {_DEALS}, '', COUNT(*), SUM(o.won) FROM ({outcomes}) AS o"  # noqa: S608 - the ORM's SQL
+    sql = f"{_BUCKETS_SQL.format(grouped=grouped)} UNION ALL {deals}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = list(cursor.fetchall())
+    (counted,) = [row for row in rows if row[0] == _DEALS]
+    rows = [row for row in rows if row[0] != _DEALS]
+    missing = int(counted[3] or 0) - sum(int(row[3]) for row in rows)
+    missing_won = int(counted[4] or 0) - sum(int(row[4] or 0) for row in rows)
+    if missing > 0:
+        rows.append((-1, -1, "", missing, missing_won))
+    return rows
+
+
 def behaviour_analysis(*, user: User, filters: InsightFilters) -> BehaviourAnalysis:
     """Win rate of closed opportunities by what was done before closing; two queries.
 
@@ -713,33 +779,13 @@ def behaviour_analysis(*, user: User, filters: InsightFilters) -> BehaviourAnaly
     (1) the activity types; (2) the closed opportunities with their facts, grouped by the
     visits before the first demo, the days to the first activity and the activity profile
     (some thousands of rows, whatever the number of deals), which also gives the totals and
-    the per-type counts. Opportunities without stored facts (written without the services, before
-    `opportuna rebuild_insights`) count as having had no activity.
-    `behaviour_analysis_from_log` computes the same from the activities.
+    the per-type counts (`_pattern_rows`). Opportunities without stored facts (written
+    without the services, before `opportuna rebuild_insights`) count as having had no
+    activity. `behaviour_analysis_from_log` computes the same from the activities.
     """
     types = list(ActivityType.objects.order_by("position", "name"))
     closed = closed_opportunities(user=user, filters=filters)
-    outcomes, params = _outcomes_sql(closed)
-    facts = connection.ops.quote_name(DealFacts._meta.db_table)
-    # Grouped first by the stored values themselves: the planner knows how many distinct
-    # values columns hold, so it hashes a few thousand groups; grouped by bucket formulas
-    # straight away, it would sort every row. The buckets then group those few thousand.
-    sql = f"""
-        SELECT CASE WHEN g.visits IS NULL THEN -1 WHEN g.visits > 3 THEN 3 ELSE g.visits END,
-               CASE WHEN g.days IS NULL THEN -1 WHEN g.days > 8 THEN 8 ELSE g.days END,
-               g.profile, SUM(g.n), SUM(g.won)
-        FROM (
-            SELECT f.visits_before_demo AS visits, f.days_to_first_activity AS days,
-                   COALESCE(f.activity_profile, '') AS profile, COUNT(*) AS n, SUM(o.won) AS won
-            FROM ({outcomes}) AS o
-            LEFT JOIN {facts} AS f ON f.opportunity_id = o.opp
-            GROUP BY f.visits_before_demo, f.days_to_first_activity, f.activity_profile
-        ) AS g
-        GROUP BY 1, 2, 3
-    """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = _pattern_rows(closed, every_deal=_every_deal(user=user, filters=filters))
 
     total = (0, 0)
     demo_position: dict[int, Pair] = {}

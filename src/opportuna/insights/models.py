@@ -163,6 +163,15 @@ class DealFacts(models.Model):
     class Meta:
         verbose_name = _("deal facts")
         verbose_name_plural = _("deal facts")
+        indexes = [
+            # The behaviour analysis over every deal (`analysis.behaviour_analysis`): the
+            # patterns in the order it groups them, with the outcome, read from this index
+            # alone without sorting.
+            models.Index(
+                fields=["visits_before_demo", "days_to_first_activity", "activity_profile", "won"],
+                name="deal_facts_pattern_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.opportunity_id}"
