@@ -305,8 +305,12 @@ class StepVisit(models.Model):
 
     class Meta:
         indexes = [
-            # Recomputing one opportunity's visits.
-            models.Index(fields=["opportunity"], name="step_visit_opp_idx"),
+            # Recomputing one opportunity's visits; the stay covering a past date (the
+            # pipeline as of then, `history._stay_step`), from this index alone.
+            models.Index(
+                fields=["opportunity", "entered_at", "left_at", "step"],
+                name="step_visit_opp_idx",
+            ),
             # The funnel: the visits of the opportunities created in its range, ...
             models.Index(fields=["opened_at"], name="step_visit_opened_idx"),
             # ... those of a step entered more than once, ...

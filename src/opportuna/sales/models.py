@@ -374,8 +374,9 @@ class Opportunity(models.Model):
                 name="opp_todo_idx",
             ),
             # Board: one column = open opportunities of a step, keyset by (next action, id).
-            # With the times and money after them, the open pipeline per step (today's, and
-            # the part of a past date's not changed since) is summed from this index alone.
+            # With the times, money and owner (who may see it) after them, the open pipeline
+            # per step (today's, and the part of a past date's not changed since) is summed
+            # from this index alone.
             models.Index(
                 fields=[
                     "step",
@@ -385,6 +386,7 @@ class Opportunity(models.Model):
                     "created_at",
                     "amount",
                     "probability",
+                    "owner",
                 ],
                 condition=Q(next_action_at__isnull=False),
                 name="opp_board_idx",
@@ -440,7 +442,8 @@ class Opportunity(models.Model):
             # Opportunity list sorted by amount.
             models.Index(fields=["amount", "id"], name="opp_amount_idx"),
             # Pipeline as of a past date: the opportunities changed since D and created by
-            # then, with what it reads of them, from this index alone; API sync filter.
+            # then, with what it reads of them and the owner (who may see it), from this
+            # index alone; API sync filter.
             models.Index(
                 fields=[
                     "updated_at",
@@ -450,6 +453,7 @@ class Opportunity(models.Model):
                     "step",
                     "amount",
                     "probability",
+                    "owner",
                 ],
                 name="opp_updated_idx",
             ),

@@ -22,10 +22,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='opportunity',
-            index=models.Index(condition=models.Q(('next_action_at__isnull', False)), fields=['step', 'next_action_at', 'id', 'updated_at', 'created_at', 'amount', 'probability'], name='opp_board_idx'),
+            index=models.Index(condition=models.Q(('next_action_at__isnull', False)), fields=['step', 'next_action_at', 'id', 'updated_at', 'created_at', 'amount', 'probability', 'owner'], name='opp_board_idx'),
         ),
         migrations.AddIndex(
             model_name='opportunity',
-            index=models.Index(fields=['updated_at', 'created_at', 'id', 'status', 'step', 'amount', 'probability'], name='opp_updated_idx'),
+            index=models.Index(fields=['updated_at', 'created_at', 'id', 'status', 'step', 'amount', 'probability', 'owner'], name='opp_updated_idx'),
         ),
     ]
