@@ -57,7 +57,7 @@ class Database:
     def of(cls, alias: str = DEFAULT_DB_ALIAS) -> Database:
         config = settings.DATABASES[alias]
         engine = str(config["ENGINE"])
-        if engine in ("django.db.backends.sqlite3", "opportuna.core.sqlite"):
+        if engine in ("django.db.backends.sqlite3", settings.SQLITE_ENGINE):
             return cls(vendor=SQLITE, settings=config)
         if engine == "django.db.backends.postgresql":
             return cls(vendor=POSTGRESQL, settings=config)

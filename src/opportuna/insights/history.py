@@ -49,6 +49,7 @@ from opportuna.sales.models import (
     OpportunityEvent,
     OpportunityQuerySet,
     Step,
+    weighted_expression,
 )
 from opportuna.sales.selectors import visible_opportunities
 
@@ -121,7 +122,7 @@ def as_of(queryset: OpportunityQuerySet, at: datetime) -> OpportunityQuerySet:
         queryset.filter(created_at__lte=at)
         .order_by()
         .annotate(**{f"{name}_then": value_as_of(name, at) for name in AS_OF_FIELDS})
-        .annotate(weighted_then=(F("amount_then") * F("probability_then") + 50) / 100)
+        .annotate(weighted_then=weighted_expression("amount_then", "probability_then"))
     )
 
 
@@ -247,7 +248,7 @@ def _snapshot_then(*, user: User, at: datetime, filters: InsightFilters) -> dict
         .annotate(
             opp_count=Count("*"),
             amount_sum=Sum("amount", default=0),
-            weighted_sum=Sum((F("amount") * F("probability") + 50) / 100, default=0),
+            weighted_sum=Sum(weighted_expression(), default=0),
         )
     )
     open_then = Case(
@@ -267,7 +268,7 @@ def _snapshot_then(*, user: User, at: datetime, filters: InsightFilters) -> dict
         .annotate(
             opp_count=Count("*"),
             amount_sum=Sum("amount_then", default=0),
-            weighted_sum=Sum((F("amount_then") * F("probability_then") + 50) / 100, default=0),
+            weighted_sum=Sum(weighted_expression("amount_then", "probability_then"), default=0),
         )
     )
     totals: dict[int, StepTotals] = {}
@@ -300,7 +301,7 @@ def pipeline_snapshot(*, user: User, at: datetime, filters: InsightFilters) -> P
         .annotate(
             opp_count=Count("*"),
             amount_sum=Sum("amount", default=0),
-            weighted_sum=Sum((F("amount") * F("probability") + 50) / 100, default=0),
+            weighted_sum=Sum(weighted_expression(), default=0),
         )
     }
     order = list(steps)
@@ -394,7 +395,7 @@ def _said(
         .annotate(
             opp_count=Count("pk"),
             amount_sum=Sum("amount", default=0),
-            weighted_sum=Sum((F("amount") * F("probability") + 50) / 100, default=0),
+            weighted_sum=Sum(weighted_expression(), default=0),
         )
         .order_by()
     )

@@ -51,7 +51,13 @@ from opportuna.insights.periods import (
     periods_between,
 )
 from opportuna.insights.range import LUMPS, Band, Lump, RangeInputs, band, combine, top_lumps
-from opportuna.sales.models import OPEN_STATUSES, Opportunity, OpportunityQuerySet, Status
+from opportuna.sales.models import (
+    OPEN_STATUSES,
+    Opportunity,
+    OpportunityQuerySet,
+    Status,
+    weighted_expression,
+)
 from opportuna.sales.selectors import visible_opportunities
 
 GroupBy = Literal["owner", "team", "pipeline", "step", "product"]
@@ -144,7 +150,7 @@ def _open_sums() -> dict[str, Any]:
     return {
         "count_open": Count("status"),
         "amount_open": Sum("amount", default=0),
-        "weighted_open": Sum((F("amount") * F("probability") + 50) / 100, default=0),
+        "weighted_open": Sum(weighted_expression(), default=0),
     }
 
 

@@ -334,15 +334,9 @@ def _payload(
     return payload
 
 
-def payload_data(
-    kind: str, *, actor_id: int | None, object_id: int, data: dict[str, Any]
-) -> dict[str, Any]:
-    """The event's `data`: what was announced, with the objects it names read in one query."""
-    return payloads_data([(kind, actor_id, object_id, data)])[0]
-
-
 def payloads_data(changes: list[Announcement]) -> list[dict[str, Any]]:
-    """`payload_data` for each change of a group, in order; one query per kind of source row
+    """The event `data` of each change of a group, in order: what was announced, with the
+    objects it names (`_source`) read in one query per kind of source row
     (opportunity, client, comment, activity) and READ_CHUNK rows, whatever the group's size."""
     sources = [_source(kind, object_id, data) for kind, _actor, object_id, data in changes]
     wanted: dict[tuple[Any, str], list[Any]] = {}

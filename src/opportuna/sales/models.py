@@ -200,6 +200,12 @@ class ActivityType(models.Model):
         return self.name
 
 
+def weighted_expression(amount: str = "amount", probability: str = "probability") -> Any:
+    """`core.money.weighted_cents` in SQL: amount x probability / 100 rounded half-up, in
+    integers only, so every sum of it agrees to the cent on SQLite and PostgreSQL."""
+    return (F(amount) * F(probability) + 50) / 100
+
+
 class OpportunityQuerySet(models.QuerySet["Opportunity"]):
     def open(self) -> OpportunityQuerySet:
         return self.filter(status__in=OPEN_STATUSES)
@@ -228,7 +234,7 @@ class OpportunityQuerySet(models.QuerySet["Opportunity"]):
         return self.annotate(
             weighted=Case(
                 When(status=Status.WON, then=F("won_amount")),
-                When(status__in=OPEN_STATUSES, then=(F("amount") * F("probability") + 50) / 100),
+                When(status__in=OPEN_STATUSES, then=weighted_expression()),
                 default=Value(0),
                 output_field=models.BigIntegerField(),
             )

@@ -16,7 +16,6 @@ from django.db.models import (
     CharField,
     Count,
     ExpressionWrapper,
-    F,
     Max,
     OuterRef,
     Q,
@@ -35,6 +34,7 @@ from opportuna.sales.models import (
     Contact,
     Opportunity,
     Status,
+    weighted_expression,
 )
 from opportuna.sales.selectors import visible_clients, visible_opportunities
 
@@ -116,9 +116,7 @@ def client_get(*, user: User, pk: int) -> Client:
 def client_totals(*, user: User, client: Client) -> ClientTotals:
     """Open pipeline, weighted and won to date over the visible opportunities: one query."""
     is_open = Q(status__in=OPEN_STATUSES)
-    weighted = ExpressionWrapper(
-        (F("amount") * F("probability") + 50) / 100, output_field=BigIntegerField()
-    )
+    weighted = ExpressionWrapper(weighted_expression(), output_field=BigIntegerField())
     figures = (
         visible_opportunities(user)
         .filter(client=client)
