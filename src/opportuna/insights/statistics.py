@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
-from django.db import NotSupportedError, connections, models
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections, models
 from django.db.models import (
     Case,
     CharField,
@@ -302,11 +302,14 @@ def _run(template: str, source: QuerySet[Any]) -> list[tuple[Any, ...]]:
 
 
 def _run_sources(
-    template: str, sources: Mapping[str, QuerySet[Any]], params: Sequence[Any] = ()
+    template: str,
+    sources: Mapping[str, QuerySet[Any]],
+    params: Sequence[Any] = (),
+    using: str = DEFAULT_DB_ALIAS,
 ) -> list[tuple[Any, ...]]:
     """Run `template` with each `{name}` replaced by the compiled query of `sources[name]`
     (each name once) and its parameters, then `params` for the template's own `%s`, which
-    must all come after the last source."""
+    must all come after the last source; on the sources' database, else on `using`."""
     pieces = re.split(r"\{(\w+)\}", template)
     names = pieces[1::2]
     if sorted(names) != sorted(sources) or len(set(names)) != len(names):
@@ -322,7 +325,7 @@ def _run_sources(
         compiled, compiled_params = sources[piece].query.sql_with_params()
         sql.append(compiled)
         values.extend(compiled_params)
-    db = next(iter(sources.values())).db
+    db = next(iter(sources.values())).db if sources else using
     with connections[db].cursor() as cursor:
         cursor.execute("".join(sql), [*values, *params])
         return list(cursor.fetchall())
@@ -1230,29 +1233,17 @@ def activity_report(
 ) -> ActivityReport:
     """Activities done in the range per salesperson (who did them), week and type, on the
     opportunities `user` sees that the filters keep; one query."""
-    first_instant, after_end = filters.day_range()
-    done = (
-        _activities_of(user=user, filters=filters)
-        .filter(done_at__gte=first_instant, done_at__lt=after_end)
-        .annotate(week=week_key("done_at", start=filters.start, end=filters.end))
-        .values("user_id", "week", "type_id")
-    )
-    # Grouped by ids and the week alone (a few thousand groups: see `_FENCE`), then joined
-    # with the people's names.
-    connection = connections[done.db]
-    users = connection.ops.quote_name(User._meta.db_table)
-    template = (
-        "SELECT g.user_id, u.first_name, u.last_name, u.username, g.week, g.type_id, g.n "  # noqa: S608 - a model's table
-        "FROM (SELECT a.user_id, a.week, a.type_id, COUNT(*) AS n "
-        f"FROM ({{source}}{_FENCE.get(connection.vendor, '')}) a "
-        "GROUP BY a.user_id, a.week, a.type_id) g "
-        f"JOIN {users} u ON u.id = g.user_id"
-    )
     mondays = weeks_between(filters.start, filters.end)
+    if connections[Activity.objects.db].vendor == "sqlite":
+        found = _weekly_counts_sqlite(user, filters, mondays, types)
+    else:
+        found = _weekly_counts(_activities_of(user=user, filters=filters), filters)
     column = {activity_type.pk: index for index, activity_type in enumerate(types)}
     names: dict[int, str] = {}
     cells: dict[tuple[int, str], list[int]] = {}
-    for user_id, first_name, last_name, username, week, type_id, n in _run(template, done):
+    for user_id, first_name, last_name, username, week, type_id, n in found:
+        if not n:
+            continue
         names[user_id] = person(first_name, last_name, username)
         counts = cells.setdefault((user_id, week), [0] * len(types))
         if type_id in column:  # a type created since `types` was read waits a reload
@@ -1270,6 +1261,71 @@ def activity_report(
     return ActivityReport(
         types=list(types), people=people, counts=counts, total=sum(counts), weeks=len(mondays)
     )
+
+
+def _weekly_counts(
+    activities: QuerySet[Activity], filters: StatisticsFilters
+) -> list[tuple[Any, ...]]:
+    """(user id, first name, last name, username, week's Monday, type id, count) per
+    salesperson, week and type of the `activities` done in the range, grouped by ids and the
+    week alone (a few thousand groups, which PostgreSQL hashes: see `_FENCE`), then joined
+    with the names."""
+    first_instant, after_end = filters.day_range()
+    weekly = activities.filter(done_at__gte=first_instant, done_at__lt=after_end).annotate(
+        week=week_key("done_at", start=filters.start, end=filters.end)
+    )
+    connection = connections[activities.db]
+    users = connection.ops.quote_name(User._meta.db_table)
+    template = (
+        "SELECT g.user_id, u.first_name, u.last_name, u.username, g.week, g.type_id, g.n "  # noqa: S608 - a model's table
+        "FROM (SELECT a.user_id, a.week, a.type_id, COUNT(*) AS n "
+        f"FROM ({{source}}{_FENCE.get(connection.vendor, '')}) a "
+        "GROUP BY a.user_id, a.week, a.type_id) g "
+        f"JOIN {users} u ON u.id = g.user_id"
+    )
+    return _run(template, weekly.values("user_id", "week", "type_id"))
+
+
+def _weekly_counts_sqlite(
+    user: User,
+    filters: StatisticsFilters,
+    mondays: Sequence[date],
+    types: Sequence[ActivityType],
+) -> list[tuple[Any, ...]]:
+    """`_weekly_counts` for SQLite, which has no hash aggregation: grouping a year's
+    activities sorts them all (seconds at a million). Every person, week and type of the
+    report instead counts its own range of `activity_user_type_idx` (person, type, done), so
+    the activities are only read, in index order; the rows with nothing done are left for
+    the caller to skip. The weeks at the ends are cut to the range here, not by a filter on
+    `activities`, which SQLite would take for the range to read in every week."""
+    connection = connections[Activity.objects.db]
+    users = connection.ops.quote_name(User._meta.db_table)
+    activities = connection.ops.quote_name(Activity._meta.db_table)
+    zone = timezone.get_default_timezone()
+    first_instant, after_end = filters.day_range()
+    bounds = [local_midnight(monday, zone) for monday in mondays[1:]]
+    bounds = [first_instant, *bounds, after_end]
+    weeks = [
+        (str(monday), *(connection.ops.adapt_datetimefield_value(b) for b in bounds[i : i + 2]))
+        for i, monday in enumerate(mondays)
+    ]
+    chosen_types = [activity_type.pk for activity_type in types] or [None]
+    opportunities = filters.apply(visible_opportunities(user))
+    sources: dict[str, QuerySet[Any]] = {}
+    kept = ""
+    if not every_opportunity(opportunities):
+        # The unary + keeps SQLite from reading the activities by opportunity instead.
+        kept = "AND +a.opportunity_id IN ({kept}) "
+        sources["kept"] = opportunities.order_by().values("pk")
+    template = (
+        "SELECT u.id, u.first_name, u.last_name, u.username, w.column1, t.column1, "  # noqa: S608 - models' tables
+        f"(SELECT COUNT(*) FROM {activities} a WHERE a.user_id = u.id AND a.type_id = t.column1 "
+        f"AND a.done_at >= w.column2 AND a.done_at < w.column3 {kept}) "
+        f"FROM {users} u, (VALUES {', '.join(['(%s, %s, %s)'] * len(weeks))}) w, "
+        f"(VALUES {', '.join(['(%s)'] * len(chosen_types))}) t"
+    )
+    params = [*(value for week in weeks for value in week), *chosen_types]
+    return _run_sources(template, sources, params)
 
 
 @dataclass(frozen=True)

@@ -599,10 +599,16 @@ class Activity(models.Model):
         indexes = [
             # Timeline of an opportunity and behaviour analysis (activities before closing).
             models.Index(fields=["opportunity", "done_at"], name="activity_timeline_idx"),
-            # Activity report per salesperson per week.
-            models.Index(fields=["user", "done_at"], name="activity_user_idx"),
-            # Activity report: the activities done in a date range, per salesperson, week and
-            # type, from this index alone (the opportunity for a narrowed set of deals).
+            # Activity report on SQLite: each person's activities of a type done in a week
+            # counted from this index alone (the opportunity for a narrowed set of deals).
+            models.Index(
+                fields=["user", "type", "done_at", "opportunity"],
+                condition=Q(done_at__isnull=False),
+                name="activity_user_type_idx",
+            ),
+            # Activity report on PostgreSQL: the activities done in a date range, per
+            # salesperson, week and type, from this index alone (the opportunity for a
+            # narrowed set of deals).
             models.Index(
                 fields=["done_at", "user", "type", "opportunity"],
                 condition=Q(done_at__isnull=False),
