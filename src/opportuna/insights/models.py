@@ -201,11 +201,11 @@ class DealActivityCount(models.Model):
         ]
         indexes = [
             # Activities per won and lost deal closed in a range
-            # (`statistics.activities_per_outcome`): every column it reads, so the range is
-            # summed from this index alone (the opportunity for a narrowed set of deals).
+            # (`statistics.activities_per_outcome`): each outcome's and type's range summed
+            # from this index alone (the opportunity for a narrowed set of deals).
             models.Index(
-                fields=["closed_at", "won", "type", "count", "opportunity"],
-                name="deal_activity_closed_idx",
+                fields=["won", "type", "closed_at", "count", "opportunity"],
+                name="deal_activity_outcome_idx",
             ),
         ]
 

@@ -1372,9 +1372,10 @@ def activities_per_outcome(
     The deals are counted from the opportunities, as the reference counts them; their
     activities are summed from what `insights.facts` stores per closed deal
     (`DealActivityCount`: its activities of each type done by the close, with the deal's
-    outcome and close time, so a range of `deal_activity_closed_idx` is all it reads), not
-    from the activities themselves; `activities_per_outcome_from_activities` counts those,
-    as the reference.
+    outcome and close time), not from the activities themselves;
+    `activities_per_outcome_from_activities` counts those, as the reference. Each outcome and
+    type sums its own range of `deal_activity_outcome_idx` (outcome, type, close), so neither
+    database groups (SQLite would sort) the year's counts.
     """
     first_instant, after_end = filters.day_range()
     closed = _closed_in_range(user=user, filters=filters).filter(
@@ -1383,14 +1384,27 @@ def activities_per_outcome(
     deals = closed.aggregate(
         won_deals=Count("pk", filter=_WON), lost_deals=Count("pk", filter=_LOST)
     )
-    counts = DealActivityCount.objects.filter(closed_at__gte=first_instant, closed_at__lt=after_end)
+    connection = connections[closed.db]
+    counts = connection.ops.quote_name(DealActivityCount._meta.db_table)
+    sources: dict[str, QuerySet[Any]] = {}
+    kept = ""
     if not every_opportunity(filters.apply(visible_opportunities(user))):
-        counts = counts.filter(opportunity__in=closed.values("pk"))
+        # The unary + keeps the database from reading the counts by deal instead.
+        kept = "+c.opportunity_id IN ({kept}) AND "
+        sources["kept"] = closed.values("pk")
+    chosen_types = [activity_type.pk for activity_type in types] or [None]
+    template = (
+        "SELECT o.column1, t.column1, "  # noqa: S608 - a model's table
+        f"(SELECT SUM(c.count) FROM {counts} c WHERE {kept}c.won = o.column1 "
+        "AND c.type_id = t.column1 AND c.closed_at >= %s AND c.closed_at < %s) "
+        "FROM (VALUES (%s), (%s)) o, "
+        f"(VALUES {', '.join(['(%s)'] * len(chosen_types))}) t"
+    )
+    bounds = [connection.ops.adapt_datetimefield_value(b) for b in (first_instant, after_end)]
+    params = [*bounds, True, False, *chosen_types]
     rows = [
-        (Status.WON if won else Status.LOST, type_id, n)
-        for won, type_id, n in counts.order_by()
-        .values_list("won", "type_id")
-        .annotate(n=Sum("count"))
+        (Status.WON if won else Status.LOST, type_id, n or 0)
+        for won, type_id, n in _run_sources(template, sources, params, using=closed.db)
     ]
     return _per_outcome(types, deals, rows)
 
