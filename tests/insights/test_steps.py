@@ -488,3 +488,25 @@ def test_quartiles_from_the_wanted_bins_are_those_of_sorting_every_time(cast, re
     (step, part), per_bin = next(iter(tally.bins.items()))
     stale = {**tally.bins, (step, part): {b: n + 1 for b, n in per_bin.items()}}
     assert statistics._visit_quantiles(visits, stale) == sorted_all
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own plan")
+def test_sqlite_counts_the_funnel_in_index_order_without_sorting(cast, reason, commit):
+    play(cast, commit, random.Random(3), reason, count=5)
+    plans = []
+    run = statistics._run_sources
+
+    def explain(template, sources, params=(), using="default"):
+        if not plans:  # the counting query: its first part, the grouping of the visits
+            compiled, values = sources["visits"].query.sql_with_params()
+            grouping = template.split(" UNION ALL ")[0].replace("{visits}", compiled)
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN QUERY PLAN {grouping}", values)
+                plans.append(" / ".join(row[-1] for row in cursor.fetchall()))
+        return run(template, sources, params, using)
+
+    with mock.patch.object(statistics, "_run_sources", explain):
+        statistics.step_funnel(user=cast.admin, filters=EVERYTHING, now=NOW)
+    counting = plans[0]
+    assert "step_visit_tally_idx" in counting
+    assert "TEMP B-TREE" not in counting

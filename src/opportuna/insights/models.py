@@ -313,6 +313,12 @@ class StepVisit(models.Model):
             ),
             # The funnel: the visits of the opportunities created in its range, ...
             models.Index(fields=["opened_at"], name="step_visit_opened_idx"),
+            # ... on SQLite, every visit in the order the funnel groups them, so that they
+            # are counted without sorting (`statistics._step_visits`), ...
+            models.Index(
+                fields=["step", "left_by", "bin", "again", "next_step", "current", "opened_at"],
+                name="step_visit_tally_idx",
+            ),
             # ... those of a step entered more than once, ...
             models.Index(
                 fields=["opened_at"], condition=Q(again=True), name="step_visit_again_idx"
