@@ -3,13 +3,17 @@ over the same small data set (run on SQLite and PostgreSQL), medians and times i
 known timestamps, visibility and filters."""
 
 import math
+import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
+from opportuna.insights import statistics
 from opportuna.insights.facts import rebuild_deal_facts
 from opportuna.insights.periods import add_months
 from opportuna.insights.statistics import (
@@ -309,6 +313,47 @@ def test_win_rates_match_python(world, by, who):
     assert table.total.won_value == sum(o.won_amount for o in won_all)
     assert_quantiles(table.total.cycle_won, [days(o.closed_at, o.created_at) for o in won_all])
     assert_quantiles(table.total.cycle_lost, [days(o.closed_at, o.created_at) for o in lost_all])
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own way")
+def test_quartiles_from_the_wanted_bins_are_those_of_sorting_every_cycle(
+    world, django_assert_num_queries
+):
+    chance = random.Random(11)
+    for _ in range(60):
+        created = at(date(2026, 1, 1) + timedelta(days=chance.randrange(90)), chance.randrange(24))
+        # Whole, tied and fractional days; some deals without a product (a NULL group).
+        cycle = chance.choice([3, 3, 7.5, chance.random() * 40, chance.randrange(60)])
+        deal(
+            world,
+            owner=chance.choice(["owner", "teammate", "other"]),
+            status=chance.choice([Status.WON, Status.LOST]),
+            created=created,
+            closed=created + cycle * DAY,
+            product=chance.choice(["licence", "training", None]),
+        )
+    cycles = (
+        Opportunity.objects.filter(status__in=(Status.WON, Status.LOST))
+        .annotate(
+            grp=F("product_id"),
+            outcome=F("status"),
+            val=statistics.DaysBetween(F("closed_at"), F("created_at")),
+        )
+        .values("grp", "outcome", "val")
+    )
+    keys = {"keys": ("grp", "outcome"), "total_by": ("outcome",)}
+    sorted_all = statistics._quantiles(cycles, **keys)
+    assert len(sorted_all[0]) == 6
+    with django_assert_num_queries(2):  # the bins, then the values in the wanted ones
+        assert statistics._binned_quantiles(cycles, **keys) == sorted_all
+
+    # The cycles changed between counting the bins and ranking in them: it sorts them all.
+    tally = statistics._run(
+        "SELECT grp, outcome, CAST(val AS INTEGER), COUNT(*) FROM ({source}) s GROUP BY 1, 2, 3",
+        cycles,
+    )
+    stale = [(*key, bin_, n + 1) for *key, bin_, n in tally]
+    assert statistics._binned_quantiles(cycles, **keys, tally=stale) == sorted_all
 
 
 def test_cancelled_ones_count_in_no_win_rate(world):

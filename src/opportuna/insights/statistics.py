@@ -427,6 +427,94 @@ def _quantiles(
     return by_keys, by_total
 
 
+def _binned_quantiles(
+    source: QuerySet[Any],
+    *,
+    keys: Sequence[str],
+    total_by: Sequence[str],
+    tally: Sequence[tuple[Any, ...]] | None = None,
+) -> tuple[dict[tuple[Any, ...], Quantiles], dict[tuple[Any, ...], Quantiles]]:
+    """`_quantiles(source, keys=keys, total_by=total_by)`, the same numbers, for SQLite, which
+    ranks by sorting every value (seconds for a year of closed deals at a million, as many
+    sorts as levels and window functions). Two queries instead, each sorting only a little:
+    how many values fall in each whole number (`bin`) per `keys`, which tells the few bins
+    holding the ranks the quartiles need at both levels; then only the values in those bins,
+    ranked within them (`_visit_quantiles` does the same with the step visits' stored bins).
+    If the values changed between the two queries, every value is sorted after all.
+    `tally`: the first query's rows (keys..., bin, count) when the caller counted them."""
+    if not all(name.isidentifier() for name in keys) or not set(total_by) <= set(keys):
+        raise ValueError("keys are column names, total_by some of them")
+    columns = ", ".join(keys)
+    kept = (
+        f"SELECT {columns}, val, CAST(val AS INTEGER) AS bin "  # noqa: S608 - see _quantiles
+        "FROM ({source}) s WHERE val IS NOT NULL"
+    )
+    counting = f"SELECT {columns}, bin, COUNT(*) FROM ({kept}) k GROUP BY {columns}, bin"  # noqa: S608
+    levels = {0: tuple(keys), 1: tuple(total_by)}
+    bins: dict[tuple[int, tuple[Any, ...]], dict[int, int]] = {}
+    if tally is None:
+        tally = _run(counting, source)
+    for *values, bin_, n in tally:
+        for level, names in levels.items():
+            key = tuple(v for name, v in zip(keys, values, strict=True) if name in names)
+            per_bin = bins.setdefault((level, key), {})
+            per_bin[bin_] = per_bin.get(bin_, 0) + n
+    starts: dict[tuple[int, tuple[Any, ...], int], int] = {}  # values before each bin
+    picks: list[tuple[int, tuple[Any, ...], int, int]] = []  # level, key, bin, rank in it
+    for (level, key), per_bin in bins.items():
+        ranks, before = _quartile_ranks(sum(per_bin.values())), 0
+        for bin_ in sorted(per_bin):
+            after = before + per_bin[bin_]
+            starts[(level, key, bin_)] = before
+            picks += [
+                (level, key, bin_, r - before + 1) for r in sorted(ranks) if before <= r < after
+            ]
+            before = after
+    if not picks:
+        return {}, {}
+    selects, params = [], []
+    for level, names in levels.items():
+        chosen = [pick for pick in picks if pick[0] == level]
+        if not chosen:
+            continue
+        group = ", ".join([*names, "bin"])
+        width = len(names) + 2
+        row = f"({', '.join(['%s'] * width)})"
+        same = " AND ".join(
+            f"w.column{i} IS r.{name}" for i, name in enumerate([*names, "bin", "rn"], 1)
+        )
+        keyed = ", ".join(name if name in names else "NULL" for name in keys)
+        selects.append(
+            f"SELECT {level}, {keyed}, r.bin, r.rn, r.val, r.size FROM ("  # noqa: S608 - constants only
+            f"SELECT c.*, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.val) AS rn, "
+            f"COUNT(*) OVER (PARTITION BY {group}) AS size FROM c) r "
+            f"JOIN (VALUES {', '.join([row] * len(chosen))}) w ON {same}"
+        )
+        params += [value for _level, key, bin_, rank in chosen for value in (*key, bin_, rank)]
+    wanted_bins = sorted({bin_ for _level, _key, bin_, _rank in picks})
+    template = (
+        f"WITH c AS (SELECT * FROM ({kept}) k WHERE k.bin IN "  # noqa: S608 - constants only
+        f"({', '.join(str(int(b)) for b in wanted_bins)})) " + " UNION ALL ".join(selects)
+    )
+    found: dict[tuple[int, tuple[Any, ...]], dict[int, float]] = {}
+    for level, *values, bin_, rn, val, size in _run_sources(template, {"source": source}, params):
+        key = tuple(v for name, v in zip(keys, values, strict=True) if name in levels[level])
+        if (level, key) not in bins or int(size) != bins[(level, key)].get(bin_):
+            break  # the values changed between the two queries
+        found.setdefault((level, key), {})[starts[(level, key, bin_)] + int(rn) - 1] = val
+    else:
+        if sum(map(len, found.values())) == len(picks):
+            result: tuple[dict[tuple[Any, ...], Quantiles], ...] = ({}, {})
+            for (level, key), per_bin in bins.items():
+                count = sum(per_bin.values())
+                values_at = found[(level, key)]
+                result[level][key] = Quantiles(
+                    count, *(_interpolate(values_at, count, p, "sqlite") for p in _PROBABILITIES)
+                )
+            return result[0], result[1]
+    return _quantiles(source, keys=keys, total_by=total_by)
+
+
 def person(first_name: str, last_name: str, username: str) -> str:
     """A user's name as `User.__str__` shows it, from values()."""
     return f"{first_name} {last_name}".strip() or username
@@ -531,25 +619,12 @@ def _by_label(by: str, values: Mapping[str, Any]) -> str:
 
 def win_rates(*, user: User, filters: StatisticsFilters, by: StatisticsBy) -> WinRates:
     """Win rate, deal size and sales cycle of the opportunities closed in the range, per
-    owner, team, product, pipeline or period, with the total; two queries."""
+    owner, team, product, pipeline or period, with the total; two queries (three on SQLite:
+    see `_sqlite_win_counts`)."""
     if by not in BY_CHOICES:
         raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}; got {by!r}")
     closed = _closed_in_range(user=user, filters=filters)
     labels = _BY_COLUMNS[by][1] if by in _BY_COLUMNS else ()
-    counts = (
-        closed.annotate(grp=_group_expression(by, filters, "closed_at"))
-        .values("grp", *labels)
-        .annotate(
-            # Counting the status (never NULL) rather than the id, which no closed-deal
-            # index holds, lets PostgreSQL answer from opp_closed_idx alone.
-            n_won=Count("status", filter=_WON),
-            n_lost=Count("status", filter=_LOST),
-            n_cancelled=Count("status", filter=_CANCELLED),
-            won_sum=Sum("won_amount", filter=_WON, default=0),
-            lost_sum=Sum("amount", filter=_LOST, default=0),
-            cancelled_sum=Sum("amount", filter=_CANCELLED, default=0),
-        )
-    )
     cycles = (
         closed.filter(status__in=(Status.WON, Status.LOST))
         .annotate(
@@ -559,7 +634,27 @@ def win_rates(*, user: User, filters: StatisticsFilters, by: StatisticsBy) -> Wi
         )
         .values("grp", "outcome", "val")
     )
-    by_group, by_outcome = _quantiles(cycles, keys=("grp", "outcome"), total_by=("outcome",))
+    if connections[closed.db].vendor == "sqlite":
+        counts, tally = _sqlite_win_counts(closed, by, filters)
+        by_group, by_outcome = _binned_quantiles(
+            cycles, keys=("grp", "outcome"), total_by=("outcome",), tally=tally
+        )
+    else:
+        counts = list(
+            closed.annotate(grp=_group_expression(by, filters, "closed_at"))
+            .values("grp", *labels)
+            .annotate(
+                # Counting the status (never NULL) rather than the id, which no closed-deal
+                # index holds, lets PostgreSQL answer from opp_closed_idx alone.
+                n_won=Count("status", filter=_WON),
+                n_lost=Count("status", filter=_LOST),
+                n_cancelled=Count("status", filter=_CANCELLED),
+                won_sum=Sum("won_amount", filter=_WON, default=0),
+                lost_sum=Sum("amount", filter=_LOST, default=0),
+                cancelled_sum=Sum("amount", filter=_CANCELLED, default=0),
+            )
+        )
+        by_group, by_outcome = _quantiles(cycles, keys=("grp", "outcome"), total_by=("outcome",))
 
     rows = [
         WinRateRow(
@@ -598,6 +693,59 @@ def win_rates(*, user: User, filters: StatisticsFilters, by: StatisticsBy) -> Wi
         cycle_lost=by_outcome.get((Status.LOST.value,)),
     )
     return WinRates(by=by, rows=rows, total=total)
+
+
+_LABELLED = {"owner": User, "team": Team, "product": Product, "pipeline": Pipeline}
+
+
+def _sqlite_win_counts(
+    closed: OpportunityQuerySet, by: StatisticsBy, filters: StatisticsFilters
+) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """The counts and sums per group that PostgreSQL groups with their labels in one query,
+    for SQLite, which sorts what it groups: grouped by the group, outcome and whole days of
+    the sales cycle, which also tells `_binned_quantiles` how many cycles fall in each bin
+    (returned as its `tally`), without joining the labels row by row (SQLite then scanned
+    the range once per person); the labels are then read by id. Two queries (one by period).
+    """
+    source = closed.annotate(
+        grp=_group_expression(by, filters, "closed_at"),
+        outcome=F("status"),
+        val=DaysBetween(F("closed_at"), F("created_at")),
+        won_value=F("won_amount"),
+        value=F("amount"),
+    ).values("grp", "outcome", "val", "won_value", "value")
+    template = (
+        "SELECT grp, outcome, CAST(val AS INTEGER), COUNT(*), SUM(won_value), SUM(value) "
+        "FROM ({source}) s GROUP BY 1, 2, 3"
+    )
+    counts: dict[Any, dict[str, Any]] = {}
+    tally: list[tuple[Any, ...]] = []
+    for grp, outcome, bin_, n, won_sum, value_sum in _run(template, source):
+        row = counts.setdefault(
+            grp,
+            {"grp": grp, "n_won": 0, "n_lost": 0, "n_cancelled": 0}
+            | {"won_sum": 0, "lost_sum": 0, "cancelled_sum": 0},
+        )
+        if outcome == Status.WON:
+            row["n_won"] += n
+            row["won_sum"] += won_sum or 0
+        elif outcome == Status.LOST:
+            row["n_lost"] += n
+            row["lost_sum"] += value_sum or 0
+        else:
+            row["n_cancelled"] += n
+            row["cancelled_sum"] += value_sum or 0
+        if outcome in (Status.WON, Status.LOST) and bin_ is not None:
+            tally.append((grp, outcome, bin_, n))
+    if by in _LABELLED:
+        labels = _BY_COLUMNS[by][1]
+        fields = [label.rsplit("__", 1)[1] for label in labels]
+        known = _LABELLED[by].objects.filter(pk__in=[k for k in counts if k is not None])
+        for pk, *names in known.values_list("pk", *fields):
+            counts[pk].update(zip(labels, names, strict=True))
+        for row in counts.values():
+            row.update({label: None for label in labels if label not in row})
+    return list(counts.values()), tally
 
 
 def _empty_win_row(key: str) -> WinRateRow:
