@@ -179,8 +179,12 @@ def insight_filter_choices(*, user: User) -> InsightChoices:
 
 
 def closed_opportunities(*, user: User, filters: InsightFilters) -> OpportunityQuerySet:
-    """Won and lost opportunities `user` may see, closed within the filters' dates."""
-    queryset = visible_opportunities(user).filter(status__in=OUTCOMES)
+    """Won and lost opportunities `user` may see, closed within the filters' dates.
+
+    Closed also said as a close time (set exactly on closed ones, a check constraint): the
+    condition of the won and lost ones' partial index (`opp_outcome_idx`), which SQLite uses
+    only when a query repeats it literally (the statuses travel as parameters)."""
+    queryset = visible_opportunities(user).filter(status__in=OUTCOMES, closed_at__isnull=False)
     return filters.closed_in_range(filters.narrow(queryset)).order_by()
 
 
@@ -695,15 +699,25 @@ def _analysis(types: list[ActivityType], tally: _Tally) -> BehaviourAnalysis:
     return BehaviourAnalysis(baseline, demo, contact, activities, found[:MAX_FINDINGS])
 
 
-def _outcomes_sql(closed: OpportunityQuerySet) -> tuple[str, tuple[Any, ...]]:
-    """The closed opportunities as rows (opp, seller, won 0/1, current probability)."""
+def _outcomes_sql(
+    closed: OpportunityQuerySet, *, in_id_order: bool = False
+) -> tuple[str, tuple[Any, ...]]:
+    """The closed opportunities as rows (opp, seller, won 0/1, current probability).
+
+    `in_id_order`, on SQLite: read in id order from `opp_outcome_idx`, so that a join with
+    a table keyed by the opportunity (the facts) reads that one in order too, instead of
+    jumping about it once per deal (what SQLite chose, reading them in an order that suits
+    its grouping: seconds at a million); LIMIT -1 keeps the ORDER BY of the subquery."""
     rows = closed.annotate(
         opp=F("pk"),
         seller=F("owner_id"),
         won=Case(When(status=Status.WON, then=1), default=0),
         current=F("probability"),
     ).values("opp", "seller", "won", "current")
-    return rows.query.sql_with_params()
+    if not in_id_order or connection.vendor != "sqlite":
+        return rows.query.sql_with_params()
+    sql, params = rows.order_by("pk").query.sql_with_params()
+    return f"{sql} LIMIT -1", params
 
 
 def _every_deal(*, user: User, filters: InsightFilters) -> bool:
@@ -975,7 +989,7 @@ def _stored_probability_sql(closed: OpportunityQuerySet) -> tuple[str, list[Any]
     """Like `carried_probability_sql` 30 days before closing, read from the stored facts: an
     opportunity without them (written without the services, not rebuilt since) carries its
     current probability, as it would with no events in the log."""
-    outcomes, params = _outcomes_sql(closed)
+    outcomes, params = _outcomes_sql(closed, in_id_order=True)
     facts = connection.ops.quote_name(DealFacts._meta.db_table)
     picked = f"""
         SELECT o.opp, o.seller, o.won, COALESCE(f.probability_before, o.current) AS carried

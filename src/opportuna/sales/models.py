@@ -435,11 +435,13 @@ class Opportunity(models.Model):
                 condition=Q(closed_at__isnull=False),
                 name="opp_closed_stats_idx",
             ),
-            # Calibration at a chosen step: the won and lost deals in id order, merged with
-            # the step's stored visits (`insights.analysis`), from the index alone.
+            # Calibration: the won and lost deals in id order, merged with the step's stored
+            # visits or the deals' facts (`insights.analysis`), from the index alone. Closed
+            # said as a close time, which a query can repeat literally (SQLite uses a partial
+            # index only then; statuses travel as parameters): cancelled deals are in too.
             models.Index(
                 fields=["id", "owner", "closed_at", "probability", "status"],
-                condition=Q(status__in=["won", "lost"]),
+                condition=Q(closed_at__isnull=False),
                 name="opp_outcome_idx",
             ),
             models.Index(fields=["client", "status"], name="opp_client_idx"),
