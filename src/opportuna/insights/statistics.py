@@ -31,7 +31,12 @@ At a million opportunities a request must not read them all: rows that hang off 
 opportunity (activities, stays) skip the semi-join with `visible_opportunities(user)` when that
 is every opportunity (`every_opportunity`), and groups are formed on stored columns, or
 behind `_FENCE`, so that the database hashes a few thousand groups instead of sorting every
-row.
+row. SQLite has no hash aggregation: it groups and ranks by sorting, a second or more per
+million rows, so where that is what a page waits for it is asked otherwise: to count each
+cell of a report from its own range of an index (activities per person, week and type;
+activities per won and lost deal), to group rows read from an index already in the order
+grouped (the funnel's visits), or to rank only the values in the few bins that hold the
+quartiles (the sales cycle).
 """
 
 from __future__ import annotations
@@ -343,6 +348,23 @@ def _run_sources(
         return list(cursor.fetchall())
 
 
+def _values(count: int, width: int = 1) -> str:
+    """A `(VALUES ...)` table of `count` rows of `width` parameters each."""
+    row = f"({', '.join(['%s'] * width)})"
+    return f"(VALUES {', '.join([row] * count)})"
+
+
+def _kept(column: str, opportunities: QuerySet[Any]) -> tuple[str, dict[str, QuerySet[Any]]]:
+    """For a template of `_run_sources`: a condition (with a trailing AND) keeping the rows
+    whose `column` is one of `opportunities`, and its source; nothing when they are every
+    opportunity. The unary + keeps the database from reading the rows through an index on
+    `column` (once per opportunity, for every cell of a report) instead of the index the
+    template means."""
+    if every_opportunity(opportunities):
+        return "", {}
+    return f"+{column} IN ({{kept}}) AND ", {"kept": opportunities.order_by().values("pk")}
+
+
 @dataclass(frozen=True)
 class Quantiles:
     """How many values, and their quartiles (continuous: interpolated between ranks)."""
@@ -427,6 +449,10 @@ def _quantiles(
     return by_keys, by_total
 
 
+# The bin of a value `val` in `_binned_quantiles`: its whole number (SQLite).
+_BIN = "CAST(val AS INTEGER)"
+
+
 def _binned_quantiles(
     source: QuerySet[Any],
     *,
@@ -445,11 +471,11 @@ def _binned_quantiles(
     if not all(name.isidentifier() for name in keys) or not set(total_by) <= set(keys):
         raise ValueError("keys are column names, total_by some of them")
     columns = ", ".join(keys)
-    kept = (
-        f"SELECT {columns}, val, CAST(val AS INTEGER) AS bin "  # noqa: S608 - see _quantiles
+    binned = (
+        f"SELECT {columns}, val, {_BIN} AS bin "  # noqa: S608 - see _quantiles
         "FROM ({source}) s WHERE val IS NOT NULL"
     )
-    counting = f"SELECT {columns}, bin, COUNT(*) FROM ({kept}) k GROUP BY {columns}, bin"  # noqa: S608
+    counting = f"SELECT {columns}, bin, COUNT(*) FROM ({binned}) k GROUP BY {columns}, bin"  # noqa: S608
     levels = {0: tuple(keys), 1: tuple(total_by)}
     bins: dict[tuple[int, tuple[Any, ...]], dict[int, int]] = {}
     if tally is None:
@@ -478,8 +504,6 @@ def _binned_quantiles(
         if not chosen:
             continue
         group = ", ".join([*names, "bin"])
-        width = len(names) + 2
-        row = f"({', '.join(['%s'] * width)})"
         same = " AND ".join(
             f"w.column{i} IS r.{name}" for i, name in enumerate([*names, "bin", "rn"], 1)
         )
@@ -488,12 +512,12 @@ def _binned_quantiles(
             f"SELECT {level}, {keyed}, r.bin, r.rn, r.val, r.size FROM ("  # noqa: S608 - constants only
             f"SELECT c.*, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.val) AS rn, "
             f"COUNT(*) OVER (PARTITION BY {group}) AS size FROM c) r "
-            f"JOIN (VALUES {', '.join([row] * len(chosen))}) w ON {same}"
+            f"JOIN {_values(len(chosen), len(names) + 2)} w ON {same}"
         )
         params += [value for _level, key, bin_, rank in chosen for value in (*key, bin_, rank)]
     wanted_bins = sorted({bin_ for _level, _key, bin_, _rank in picks})
     template = (
-        f"WITH c AS (SELECT * FROM ({kept}) k WHERE k.bin IN "  # noqa: S608 - constants only
+        f"WITH c AS (SELECT * FROM ({binned}) k WHERE k.bin IN "  # noqa: S608 - constants only
         f"({', '.join(str(int(b)) for b in wanted_bins)})) " + " UNION ALL ".join(selects)
     )
     found: dict[tuple[int, tuple[Any, ...]], dict[int, float]] = {}
@@ -715,7 +739,7 @@ def _sqlite_win_counts(
         value=F("amount"),
     ).values("grp", "outcome", "val", "won_value", "value")
     template = (
-        "SELECT grp, outcome, CAST(val AS INTEGER), COUNT(*), SUM(won_value), SUM(value) "
+        f"SELECT grp, outcome, {_BIN}, COUNT(*), SUM(won_value), SUM(value) "  # noqa: S608 - a constant
         "FROM ({source}) s GROUP BY 1, 2, 3"
     )
     counts: dict[Any, dict[str, Any]] = {}
@@ -1487,22 +1511,15 @@ def _weekly_counts_sqlite(
         for i, monday in enumerate(mondays)
     ]
     chosen_types = [activity_type.pk for activity_type in types] or [None]
-    opportunities = filters.apply(visible_opportunities(user))
-    sources: dict[str, QuerySet[Any]] = {}
-    kept = ""
-    if not every_opportunity(opportunities):
-        # The unary + keeps SQLite from reading the activities by opportunity instead.
-        kept = "AND +a.opportunity_id IN ({kept}) "
-        sources["kept"] = opportunities.order_by().values("pk")
+    kept, sources = _kept("a.opportunity_id", filters.apply(visible_opportunities(user)))
     template = (
         "SELECT u.id, u.first_name, u.last_name, u.username, w.column1, t.column1, "  # noqa: S608 - models' tables
-        f"(SELECT COUNT(*) FROM {activities} a WHERE a.user_id = u.id AND a.type_id = t.column1 "
-        f"AND a.done_at >= w.column2 AND a.done_at < w.column3 {kept}) "
-        f"FROM {users} u, (VALUES {', '.join(['(%s, %s, %s)'] * len(weeks))}) w, "
-        f"(VALUES {', '.join(['(%s)'] * len(chosen_types))}) t"
+        f"(SELECT COUNT(*) FROM {activities} a WHERE {kept}a.user_id = u.id "
+        "AND a.type_id = t.column1 AND a.done_at >= w.column2 AND a.done_at < w.column3) "
+        f"FROM {users} u, {_values(len(weeks), 3)} w, {_values(len(chosen_types))} t"
     )
     params = [*(value for week in weeks for value in week), *chosen_types]
-    return _run_sources(template, sources, params)
+    return _run_sources(template, sources, params, using=Activity.objects.db)
 
 
 @dataclass(frozen=True)
@@ -1563,19 +1580,15 @@ def activities_per_outcome(
     )
     connection = connections[closed.db]
     counts = connection.ops.quote_name(DealActivityCount._meta.db_table)
-    sources: dict[str, QuerySet[Any]] = {}
-    kept = ""
+    kept, sources = ("", {})
     if not every_opportunity(filters.apply(visible_opportunities(user))):
-        # The unary + keeps the database from reading the counts by deal instead.
-        kept = "+c.opportunity_id IN ({kept}) AND "
-        sources["kept"] = closed.values("pk")
+        kept, sources = _kept("c.opportunity_id", closed)
     chosen_types = [activity_type.pk for activity_type in types] or [None]
     template = (
         "SELECT o.column1, t.column1, "  # noqa: S608 - a model's table
         f"(SELECT SUM(c.count) FROM {counts} c WHERE {kept}c.won = o.column1 "
         "AND c.type_id = t.column1 AND c.closed_at >= %s AND c.closed_at < %s) "
-        "FROM (VALUES (%s), (%s)) o, "
-        f"(VALUES {', '.join(['(%s)'] * len(chosen_types))}) t"
+        f"FROM {_values(2)} o, {_values(len(chosen_types))} t"
     )
     bounds = [connection.ops.adapt_datetimefield_value(b) for b in (first_instant, after_end)]
     params = [*bounds, True, False, *chosen_types]
