@@ -7,7 +7,7 @@ The error must name the constraint, so a test cannot pass on some unrelated fail
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from opportuna.accounts.models import Account
@@ -255,3 +255,20 @@ def test_a_second_account_row_is_refused():
     with refused("account_is_singleton"), transaction.atomic():
         Account.objects.create(pk=2, name="Second")
     assert Account.objects.count() == 1
+
+
+def test_open_means_a_next_action_is_set_so_the_open_ones_partial_indexes_serve_it(owner):
+    OpportunityFactory(owner=owner)
+    OpportunityFactory(owner=owner, status=Status.WON, closed_at=timezone.now(), won_amount=1)
+    found = Opportunity.objects.open()
+    assert list(found) == list(Opportunity.objects.filter(status__in=[Status.TODO, Status.STANDBY]))
+    queryset = found.filter(owner=owner).order_by("next_action_at").values("pk")
+    sql, params = queryset.query.sql_with_params()
+    assert '"next_action_at" IS NOT NULL' in sql  # literal, not a parameter
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " / ".join(row[-1] for row in cursor.fetchall())
+        # The to-do list's partial index, already in next-action order.
+        assert "opp_todo_idx" in plan
+        assert "TEMP B-TREE" not in plan

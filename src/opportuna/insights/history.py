@@ -240,9 +240,9 @@ def _snapshot_then(*, user: User, at: datetime, filters: InsightFilters) -> dict
     since = at - SLACK
     existing = filters.narrow(visible_opportunities(user)).filter(created_at__lte=at).order_by()
     unchanged = (
-        # Open: `next_action_at` is set exactly on open opportunities (a check constraint),
-        # and saying it so, not by status, lets both databases read the board's partial
-        # index alone (SQLite uses one only when the query repeats its condition literally).
+        # Open: `next_action_at` is set exactly on open opportunities (a check constraint).
+        # Said by it alone, not by `open()`, whose status test would send both databases to
+        # the table: the board's partial index, read alone here, holds no status.
         existing.filter(next_action_at__isnull=False, updated_at__lte=since)
         .values(step_then=F("step_id"))
         .annotate(

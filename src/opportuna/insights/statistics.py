@@ -1661,11 +1661,9 @@ def _rotting(*, user: User, filters: StatisticsFilters, now: datetime) -> Opport
     )
     return (
         filters.apply(visible_opportunities(user))
-        # Open, said twice: `next_action_at` is set exactly on open opportunities (a check
-        # constraint), and saying it lets SQLite read them from the to-do list's partial
-        # index (it uses one only when the query repeats its condition literally) instead
-        # of every opportunity.
-        .filter(status__in=OPEN_STATUSES, next_action_at__isnull=False)
+        # Said by `open()` so that SQLite reads the open ones from the to-do list's partial
+        # index instead of every opportunity.
+        .open()
         .annotate(last_activity=Subquery(last_done))
         .annotate(
             idle_days=DaysBetween(

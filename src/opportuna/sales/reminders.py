@@ -131,9 +131,8 @@ def due_next_actions(*, bounds: Bounds, username: str | None = None) -> list[Opp
 
     An owner always sees their own opportunities, so no visibility door is needed per user.
     """
-    # `next_action_at IS NOT NULL` repeats the to-do index's condition (see `opportunity_board`).
     queryset = Opportunity.objects.open().filter(
-        owner__is_active=True, next_action_at__isnull=False, next_action_at__lt=bounds.tomorrow
+        owner__is_active=True, next_action_at__lt=bounds.tomorrow
     )
     if username is not None:
         queryset = queryset.filter(owner__username=username)

@@ -235,10 +235,8 @@ def opportunity_board(
 ) -> OpportunityQuerySet:
     """The open opportunities of `pipeline` that `user` sees, narrowed by `filters`."""
     pipeline_id = pipeline if isinstance(pipeline, int) else pipeline.pk
+    # `open()` repeats the partial index's condition, which lets it serve the keyset scans.
     queryset = visible_opportunities(user).open().filter(pipeline_id=pipeline_id)
-    # Always true for open ones; spelled out because, unlike `status IN (%s, %s)`, it reaches
-    # SQLite as literal SQL, which lets a partial index on it serve the keyset scans.
-    queryset = queryset.filter(next_action_at__isnull=False)
     return filters.apply(queryset, user=user)
 
 

@@ -73,8 +73,7 @@ class Bounds:
 
 def todo_opportunities(*, user: User) -> OpportunityQuerySet:
     """The open opportunities `user` owns (and therefore sees)."""
-    # `next_action_at IS NOT NULL` is always true for open ones: see `opportunity_board`.
-    return visible_opportunities(user).open().filter(owner=user, next_action_at__isnull=False)
+    return visible_opportunities(user).open().filter(owner=user)
 
 
 def todo_counts(*, user: User, bounds: Bounds) -> dict[str, int]:
