@@ -6,11 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from unittest import mock
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opportuna.insights import history
 from opportuna.insights.analysis import InsightFilters
 from opportuna.insights.history import (
     AS_OF_FIELDS,
@@ -22,7 +24,7 @@ from opportuna.insights.history import (
 from opportuna.insights.models import StepVisit
 from opportuna.insights.steps import rebuild_step_visits
 from opportuna.sales.errors import SalesRuleError
-from opportuna.sales.models import OPEN_STATUSES, Opportunity
+from opportuna.sales.models import OPEN_STATUSES, ChangesKey, Opportunity, OpportunityEvent
 from opportuna.sales.services import (
     opportunity_cancel,
     opportunity_close_lost,
@@ -578,3 +580,31 @@ def test_an_opportunity_without_events_keeps_its_current_values(cast):
     values = as_of(cast.admin, timezone.now())[opp.pk]
 
     assert values == ("todo", opp.step_id, opp.probability, 12_34, None)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own planner")
+@pytest.mark.parametrize(
+    ("field", "index"),
+    [("amount", "history_amount_idx"), ("probability", "history_probability_idx")],
+)
+def test_sqlite_seeks_the_first_later_change_of_amount_and_probability_by_their_indexes(
+    field, index
+):
+    # SQLite uses a partial index only for a query repeating its condition literally: with
+    # the key as a parameter it walked every later event of each opportunity instead.
+    replayed = Opportunity.objects.annotate(then=history._replayed(field, START)).values("then")
+    sql, params = replayed.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        plan = " / ".join(row[-1] for row in cursor.fetchall())
+    assert f"USING INDEX {index} (opportunity_id=? AND at>?)" in plan
+
+
+def test_changes_key_finds_the_events_changing_a_field_on_both_databases(story):
+    events = OpportunityEvent.objects.filter(opportunity=story["opp"])
+    assert list(events.filter(ChangesKey(F("changes"), "amount")).values_list("at", flat=True)) == [
+        day(20)
+    ]
+    assert events.filter(ChangesKey(F("changes"), "probability")).count() == 1  # the move
+    assert not events.filter(ChangesKey(F("changes"), "title")).exists()
+    assert not events.filter(ChangesKey(F("changes"), "it's 100%")).exists()  # quoted

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.fields.json import HasKey
 from django.utils.translation import gettext_lazy as _
 
 from opportuna.core.money import weighted_cents
@@ -750,6 +751,23 @@ class EventKind(models.TextChoices):
     PROPOSAL_ACCEPTED = "proposal_accepted", _("Proposal accepted")
     PROPOSAL_DECLINED = "proposal_declined", _("Proposal declined")
     CLIENT_CHANGED = "client_changed", _("Client folder changed")
+
+
+class ChangesKey(HasKey):
+    """`changes__has_key` with the key written into the SQL on SQLite, where Django passes it
+    as a parameter: SQLite uses a partial index only for a query that repeats the index's
+    condition with the same literal values (`history_amount_idx`, `history_probability_idx`),
+    so with a parameter it walked every later event of an opportunity instead of seeking the
+    first that changes the field. Use as a filter: `ChangesKey(F("changes"), "amount")`.
+    Keys are field names from code; they are quoted all the same."""
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        parts, params = [], []
+        for lhs_sql, lhs_params, path in self._as_sql_parts(compiler, connection):
+            literal = "'" + path.replace("'", "''").replace("%", "%%") + "'"
+            parts.append(f"JSON_TYPE({lhs_sql}, {literal}) IS NOT NULL")
+            params.extend(lhs_params)
+        return self._combine_sql_parts(parts), tuple(params)
 
 
 class OpportunityEvent(models.Model):
