@@ -503,7 +503,13 @@ def _binned_quantiles(
         chosen = [pick for pick in picks if pick[0] == level]
         if not chosen:
             continue
+        # Only the partitions holding a pick are ranked: a few hundred values each, where
+        # the wanted bins hold tens of thousands at a million.
+        partitions = list(dict.fromkeys((*key, bin_) for _level, key, bin_, _rank in chosen))
         group = ", ".join([*names, "bin"])
+        inside = " AND ".join(
+            f"p.column{i} IS c.{name}" for i, name in enumerate([*names, "bin"], 1)
+        )
         same = " AND ".join(
             f"w.column{i} IS r.{name}" for i, name in enumerate([*names, "bin", "rn"], 1)
         )
@@ -511,9 +517,11 @@ def _binned_quantiles(
         selects.append(
             f"SELECT {level}, {keyed}, r.bin, r.rn, r.val, r.size FROM ("  # noqa: S608 - constants only
             f"SELECT c.*, ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY c.val) AS rn, "
-            f"COUNT(*) OVER (PARTITION BY {group}) AS size FROM c) r "
+            f"COUNT(*) OVER (PARTITION BY {group}) AS size "
+            f"FROM c JOIN {_values(len(partitions), len(names) + 1)} p ON {inside}) r "
             f"JOIN {_values(len(chosen), len(names) + 2)} w ON {same}"
         )
+        params += [value for partition in partitions for value in partition]
         params += [value for _level, key, bin_, rank in chosen for value in (*key, bin_, rank)]
     wanted_bins = sorted({bin_ for _level, _key, bin_, _rank in picks})
     template = (
