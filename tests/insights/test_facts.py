@@ -15,6 +15,7 @@ import pytest
 from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from opportuna.accounts.models import Account, VisibilityPolicy
 from opportuna.core.announce import announce
@@ -39,6 +40,7 @@ from opportuna.sales.services import (
     opportunity_move,
     opportunity_reopen,
     opportunity_set_probability,
+    opportunity_update,
 )
 from opportuna.sales.services.imports import ImportRow
 from tests.factories import LostReasonFactory, OpportunityFactory, activity_type, make_cast
@@ -66,7 +68,8 @@ def counting_flushes() -> Iterator[list[list[int]]]:
 
 
 def stored() -> dict[int, tuple]:
-    """Every stored fact (without its timestamp) and activity count, by opportunity."""
+    """Every stored fact (without its timestamp; its owner last) and activity count, by
+    opportunity."""
     counts: dict[int, dict[str, int]] = {}
     for opp, key, number in DealActivityCount.objects.values_list(
         "opportunity_id", "type__key", "count"
@@ -82,6 +85,7 @@ def stored() -> dict[int, tuple]:
             "days_to_first_activity",
             "probability_before",
             "activity_profile",
+            "owner_id",
         )
     }
 
@@ -144,6 +148,7 @@ def test_a_closed_deal_gets_its_facts_when_the_close_commits(cast, commit):
         2,
         30,
         profile,
+        cast.owner.pk,
         {"call": 1, "visit": 3, "demo": 1},
     )
 
@@ -242,6 +247,43 @@ def test_activity_counts_repeat_the_outcome_and_close_time_through_reopen_and_cl
     assert count_outcomes(opp) == {
         (opp.pk, key): (False, lost_at) for key in ("call", "demo", "visit")
     }
+
+
+def test_a_closed_deal_handed_to_another_owner_takes_its_facts_along(cast, commit, reason):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    commit(
+        opportunity_close_lost,
+        T0 + timedelta(days=3),
+        opportunity=opp,
+        actor=cast.owner,
+        reason=reason,
+    )
+    before = facts_of(opp)
+    assert before[-2] == cast.owner.pk
+
+    commit(
+        opportunity_update,
+        T0 + timedelta(days=4),
+        opportunity=opp,
+        actor=cast.admin,
+        version=Opportunity.objects.get(pk=opp.pk).version,
+        owner=cast.teammate,
+    )
+    assert facts_of(opp) == (*before[:-2], cast.teammate.pk, before[-1])
+    owners = probability_calibration(user=cast.admin, filters=InsightFilters()).owners
+    assert [(o.key, o.n) for o in owners] == [(str(cast.teammate.pk), 1)]
+
+    # Any other edit leaves the facts as they are: not even computed again.
+    with counting_flushes() as flushed:
+        commit(
+            opportunity_update,
+            T0 + timedelta(days=5),
+            opportunity=opp,
+            actor=cast.admin,
+            version=Opportunity.objects.get(pk=opp.pk).version,
+            title="Deal, renamed",
+        )
+    assert flushed == []
 
 
 def test_cancelled_and_open_deals_have_no_facts(cast, commit):
@@ -405,6 +447,16 @@ def play(cast, commit, rng, reason, count):
                 break
             at += timedelta(hours=rng.randrange(24 * 5))
             commit(opportunity_reopen, at, opportunity=opp, actor=cast.admin)
+        if rng.random() < 0.3:  # handed to another owner, closed or not
+            at += timedelta(hours=1 + rng.randrange(24 * 5))
+            commit(
+                opportunity_update,
+                at,
+                opportunity=opp,
+                actor=cast.admin,
+                version=Opportunity.objects.get(pk=opp.pk).version,
+                owner=rng.choice(owners),
+            )
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -461,6 +513,28 @@ def test_every_deal_is_read_from_the_facts_alone_and_deals_without_facts_still_c
     assert alone == joined
     assert alone.baseline.n == closed.count()
     assert alone.baseline.won == closed.filter(status=Status.WON).count()
+
+    # The calibration over every deal too: the facts alone when they hold every deal...
+    DealFacts.objects.all().delete()
+    rebuild_deal_facts()
+    everything = InsightFilters()
+    with mock.patch.object(
+        analysis, "_calibration_rows", wraps=analysis._calibration_rows
+    ) as joins:
+        with CaptureQueriesContext(connection) as queries:
+            alone = probability_calibration(user=cast.admin, filters=everything)
+        assert len(queries) == 1 and not joins.called
+        assert alone == probability_calibration_from_log(user=cast.admin, filters=everything)
+        # ... and joined with the deals when some have none.
+        joins.reset_mock()
+        DealFacts.objects.filter(pk=DealFacts.objects.order_by("pk").values("pk")[:1]).delete()
+        with CaptureQueriesContext(connection) as queries:
+            fallen_back = probability_calibration(user=cast.admin, filters=everything)
+        assert len(queries) == 2 and joins.called
+    with mock.patch.object(analysis, "_every_deal", return_value=False):
+        assert fallen_back == probability_calibration(user=cast.admin, filters=everything)
+    assert fallen_back.overall.n == closed.count()
+    assert alone.overall.n == closed.count()
 
 
 # Rebuilding ---------------------------------------------------------------------------------

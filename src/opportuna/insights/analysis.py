@@ -1037,36 +1037,80 @@ def _visited_probability_sql(closed: OpportunityQuerySet, step_id: int) -> tuple
     return picked, [*params, step_id]
 
 
-def _calibration_rows(
-    picked: tuple[str, list[Any]],
-) -> list[tuple[int, int, str, str, str, int, int, int]]:
-    """(band, owner id, owner's first name, last name, username, count, wins, sum of the
-    probabilities carried): one query around `picked` (rows opp, seller, won, carried), a row
-    per band and owner."""
+CalibrationRow = tuple[int, int, str, str, str, int, int, int]
+
+
+def _grouped(picked: tuple[str, list[Any]]) -> tuple[str, list[Any]]:
+    """The rows of `picked` (opp, seller, won, carried) grouped by the owner and the
+    probability themselves: (seller, carried, n, won). A few thousand groups, hashed where
+    bands straight away would be sorted."""
     picked_sql, params = picked
+    grouped = f"""
+        SELECT picked.seller, picked.carried, COUNT(*) AS n, SUM(picked.won) AS won
+        FROM ({picked_sql}) AS picked
+        GROUP BY picked.seller, picked.carried
+    """  # noqa: S608 - the ORM's SQL, values stay parameters
+    return grouped, params
+
+
+def _banded_sql(grouped_sql: str) -> str:
+    """(band, owner id, owner's first name, last name, username, count, wins, sum of the
+    probabilities carried) per band and owner, from `grouped_sql` rows (seller, carried, n,
+    won), the owners' names joined only to those groups."""
     users = connection.ops.quote_name(User._meta.db_table)
-    # Grouped first by the owner and the probability themselves (a few thousand groups,
-    # hashed), and only those groups banded and joined with the owners' names.
-    sql = f"""
+    return f"""
         SELECT CASE WHEN g.carried >= {BANDS * 10 - 10} THEN {BANDS - 1}
                     WHEN g.carried < 0 THEN 0
                     ELSE g.carried / 10 END AS band,
                g.seller, person.first_name, person.last_name, person.username,
                SUM(g.n), SUM(g.won), SUM(g.carried * g.n)
-        FROM (
-            SELECT picked.seller, picked.carried, COUNT(*) AS n, SUM(picked.won) AS won
-            FROM ({picked_sql}) AS picked
-            GROUP BY picked.seller, picked.carried
-        ) AS g
+        FROM ({grouped_sql}) AS g
         LEFT JOIN {users} AS person ON person.id = g.seller
         GROUP BY 1, 2, 3, 4, 5
     """  # noqa: S608 - table names from the models, values stay parameters
+
+
+def _calibration_row(row: tuple[Any, ...]) -> CalibrationRow:
+    b, o, f, last, u, n, w, c = row
+    return (int(b), int(o), f or "", last or "", u or "", int(n), int(w or 0), int(c or 0))
+
+
+def _calibration_rows(grouped: tuple[str, list[Any]]) -> list[CalibrationRow]:
+    """The rows of `_banded_sql` around `grouped` (see `_grouped`); one query."""
+    grouped_sql, params = grouped
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [
-            (int(b), int(o), f or "", last or "", u or "", int(n), int(w or 0), int(c or 0))
-            for b, o, f, last, u, n, w, c in cursor.fetchall()
-        ]
+        cursor.execute(_banded_sql(grouped_sql), params)
+        return [_calibration_row(row) for row in cursor.fetchall()]
+
+
+def _every_deal_calibration_rows(closed: OpportunityQuerySet) -> list[CalibrationRow] | None:
+    """`_calibration_rows` of every won and lost deal, 30 days before closing, grouped from the
+    stored facts alone (`deal_facts_owner_idx`, in its order: no join, no sort), and one more
+    branch counting the deals; one query. None when the facts do not hold every deal with
+    its owner and probability (rows written without the services, not rebuilt since): then
+    the deals must be joined with their facts after all."""
+    outcomes, params = _outcomes_sql(closed)
+    facts = connection.ops.quote_name(DealFacts._meta.db_table)
+    grouped = f"""
+        SELECT f.owner_id AS seller, f.probability_before AS carried, COUNT(*) AS n,
+               SUM(CASE WHEN f.won THEN 1 ELSE 0 END) AS won
+        FROM {facts} AS f
+        GROUP BY f.owner_id, f.probability_before
+    """  # noqa: S608 - a model's table name
+    deals = f"SELECT {_DEALS}, {_DEALS}, '', '', '', COUNT(*), SUM(o.won), 0 FROM ({outcomes}) AS o"  # noqa: S608 - the ORM's SQL
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_banded_sql(grouped)} UNION ALL {deals}", params)
+        found = list(cursor.fetchall())
+    (counted,) = [row for row in found if row[0] == _DEALS]
+    rows = [row for row in found if row[0] != _DEALS]
+    if any(row[0] is None or row[1] is None for row in rows):
+        return None  # a fact without its probability or owner
+    if (int(counted[5]), int(counted[6] or 0)) != (
+        sum(int(row[5]) for row in rows),
+        sum(int(row[6] or 0) for row in rows),
+    ):
+        return None  # deals without facts
+    return [_calibration_row(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -1142,13 +1186,21 @@ def probability_calibration(
     stored facts of each closed deal (`insights.facts`), or, given a step, the one carried
     when the opportunity first reached that step, read from its stored step visits
     (`insights.steps`; those that never reached it are left out). Per probability band (a
-    reliability table) and per owner.
+    reliability table) and per owner. For every deal (an admin's view without filters) the
+    facts are counted alone (`_every_deal_calibration_rows`); a second query joins them with
+    the deals when they turn out not to hold every one.
     """
     closed = closed_opportunities(user=user, filters=filters)
-    if step is None:
-        rows = _calibration_rows(_stored_probability_sql(closed))
+    if step is not None:
+        rows = _calibration_rows(_grouped(_visited_probability_sql(closed, step.pk)))
     else:
-        rows = _calibration_rows(_visited_probability_sql(closed, step.pk))
+        rows = (
+            _every_deal_calibration_rows(closed)
+            if _every_deal(user=user, filters=filters)
+            else None
+        )
+        if rows is None:
+            rows = _calibration_rows(_grouped(_stored_probability_sql(closed)))
     return _calibration(rows, step)
 
 
@@ -1158,13 +1210,11 @@ def probability_calibration_from_log(
     """`probability_calibration` read from the event log on both bases, as it was before the
     facts and the step visits were stored; the reference they are tested against. One query."""
     closed = closed_opportunities(user=user, filters=filters)
-    rows = _calibration_rows(carried_probability_sql(closed, step_id=step.pk if step else None))
-    return _calibration(rows, step)
+    picked = carried_probability_sql(closed, step_id=step.pk if step else None)
+    return _calibration(_calibration_rows(_grouped(picked)), step)
 
 
-def _calibration(
-    rows: list[tuple[int, int, str, str, str, int, int, int]], step: Step | None
-) -> Calibration:
+def _calibration(rows: list[CalibrationRow], step: Step | None) -> Calibration:
     by_band: dict[int, list[int]] = {}
     by_owner: dict[int, list[Any]] = {}
     for band, owner, first, last, username, n, won, carried in rows:

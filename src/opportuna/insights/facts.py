@@ -1,9 +1,9 @@
 """The facts of each closed deal, stored so the behaviour analysis and the calibration read one
 narrow row per deal instead of walking every activity and event on each request.
 
-Per won or lost opportunity, a `DealFacts` row: won or not, when it closed, the visits done
-before its first demo, the whole days from its creation to its first activity, the
-probability it carried `analysis.DAYS_BEFORE` days before closing, and its activity profile
+Per won or lost opportunity, a `DealFacts` row: won or not, when it closed, its owner, the
+visits done before its first demo, the whole days from its creation to its first activity,
+the probability it carried `analysis.DAYS_BEFORE` days before closing, and its activity profile
 (the activity types it had by then with their counts, 3 standing for 3 or more, in one short
 text the analysis groups by); and a `DealActivityCount` row per activity type it had, with
 the exact count. Open and cancelled opportunities have none. They are computed by the SQL
@@ -45,9 +45,10 @@ REBUILD_CHUNK = 50_000  # a range of opportunity ids per statement when rebuildi
 
 # Announced kinds that can change what a closed deal's facts say: closing it (won, lost; and
 # cancelled, which leaves none), reopening it, deleting it, and its activities (logged, done,
-# and any later kind about activities: a late activity dated before the close counts). The
-# rest cannot: a closed deal cannot be moved or have its probability changed, step defaults
-# only carry to open deals, and edits reach neither the creation nor the closing date.
+# and any later kind about activities: a late activity dated before the close counts); and
+# an edit that changes its owner (`owner_changed`). The rest cannot: a closed deal cannot be
+# moved or have its probability changed, step defaults only carry to open deals, and edits
+# reach neither the creation nor the closing date.
 FACT_KINDS = frozenset(
     {
         "opportunity.won",
@@ -58,6 +59,12 @@ FACT_KINDS = frozenset(
     }
 )
 FACT_KIND_PREFIXES = ("activity.", "opportunity.activity_")
+EDITED_KIND = "opportunity.updated"
+
+
+def owner_changed(kind: str, data: dict[str, Any]) -> bool:
+    """Whether an announced change gave the opportunity another owner."""
+    return kind == EDITED_KIND and "owner" in (data.get("changes") or {})
 
 
 def _table(model: Any) -> str:
@@ -124,8 +131,14 @@ def _insert(
     )
 
     base_sql, base_params = (
-        closed.annotate(opp=F("pk"), outcome=F("status"), closing=F("closed_at"))
-        .values("opp", "outcome", "closing")
+        closed.annotate(
+            opp=F("pk"),
+            outcome=F("status"),
+            closing=F("closed_at"),
+            seller=F("owner_id"),
+            current=F("probability"),
+        )
+        .values("opp", "outcome", "closing", "seller", "current")
         .query.sql_with_params()
     )
     profile_sql, profile_params = (
@@ -144,11 +157,12 @@ def _insert(
         first_demo = f"walk.kind = {int(demo.pk)} AND walk.of_type_{int(demo.pk)} = 1"
     picked_sql, picked_params = carried_probability_sql(closed, step_id=None)
     facts = f"""
-        INSERT INTO {_table(DealFacts)} (opportunity_id, won, closed_at, visits_before_demo,
-                                         days_to_first_activity, probability_before,
-                                         activity_profile, computed_at)
-        SELECT base.opp, base.outcome = %s, base.closing, walked.visits, walked.days,
-               picked.carried, COALESCE(profiled.profile, ''), %s
+        INSERT INTO {_table(DealFacts)} (opportunity_id, won, closed_at, owner_id,
+                                         visits_before_demo, days_to_first_activity,
+                                         probability_before, activity_profile, computed_at)
+        SELECT base.opp, base.outcome = %s, base.closing, base.seller, walked.visits,
+               walked.days, COALESCE(picked.carried, base.current),
+               COALESCE(profiled.profile, ''), %s
         FROM ({base_sql}) AS base
         LEFT JOIN (
             SELECT walk.opp,
@@ -250,8 +264,10 @@ def deal_facts_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> 
     _pending.add(
         *(
             object_id
-            for kind, _actor, object_id, _data in changes
-            if kind in FACT_KINDS or kind.startswith(FACT_KIND_PREFIXES)
+            for kind, _actor, object_id, data in changes
+            if kind in FACT_KINDS
+            or kind.startswith(FACT_KIND_PREFIXES)
+            or owner_changed(kind, data)
         )
     )
 

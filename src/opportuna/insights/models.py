@@ -147,12 +147,25 @@ class DealFacts(models.Model):
     )
     won = models.BooleanField(_("won"))
     closed_at = models.DateTimeField(_("closed"))
+    # The deal's owner, repeated so the calibration over every deal groups the facts alone;
+    # kept in step when the owner changes (`insights.facts`). Null only on rows written
+    # before it was stored and not rebuilt since (the migration fills them).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # deal_facts_owner_idx serves it
+    )
     # Visits done before the first demo; None when there was no demo before closing.
     visits_before_demo = models.PositiveSmallIntegerField(null=True, blank=True)
     # Whole days from creation to the first activity; None without any activity.
     days_to_first_activity = models.PositiveIntegerField(null=True, blank=True)
     # The probability the deal carried DAYS_BEFORE days before closing (or at creation if
-    # it closed sooner); None if unknown.
+    # it closed sooner); its current one when the log does not say (it cannot change while
+    # the deal is closed). None only on rows written before that and not rebuilt since.
     probability_before = models.PositiveSmallIntegerField(null=True, blank=True)
     # The activity types it had before closing with their counts, 3 standing for 3 or more:
     # "type id:count" by type id, comma-separated ("" without any). The behaviour analysis
@@ -170,6 +183,12 @@ class DealFacts(models.Model):
             models.Index(
                 fields=["visits_before_demo", "days_to_first_activity", "activity_profile", "won"],
                 name="deal_facts_pattern_idx",
+            ),
+            # The calibration over every deal (`analysis.probability_calibration`): the
+            # deals per owner and probability carried, with the outcome, counted from this
+            # index alone in its order.
+            models.Index(
+                fields=["owner", "probability_before", "won"], name="deal_facts_owner_idx"
             ),
         ]
 
