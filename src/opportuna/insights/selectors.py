@@ -129,14 +129,14 @@ def _sums() -> dict[str, Any]:
 #
 # Grouping a million rows by a period computed per row is slow on PostgreSQL: the planner
 # cannot tell how few periods there are, so it sorts every row (on disk) instead of hashing.
-# Each period's open and closed opportunities are instead summed in a branch of their own
+# Each period's open, won and lost opportunities are instead summed in a branch of their own
 # (a range of `opp_forecast_idx` or `opp_closed_idx`), the branches joined with UNION ALL
-# into one query, and a period's two branches added here. That pays only while a branch
+# into one query, and a period's three branches added here. That pays only while a branch
 # reads the index alone: the indexes hold the status, dates, amounts, probability and owner
 # (and the id), so visibility, the owner and team filters and those breakdowns qualify; a
 # pipeline, product, tag or client would send every branch to the table, and the one query
 # grouped per row (`_grouped_sums`) is faster then. So it is past this many periods too,
-# where the branches would make an unwieldy statement (SQLite takes at most 500).
+# where the branches would make an unwieldy statement (SQLite takes at most 500 parts).
 BRANCHED_PERIODS = 120
 INDEXED_BREAKDOWNS = frozenset({"owner", "team"})
 
@@ -151,15 +151,6 @@ def _open_sums() -> dict[str, Any]:
         "count_open": Count("status"),
         "amount_open": Sum("amount", default=0),
         "weighted_open": Sum(weighted_expression(), default=0),
-    }
-
-
-def _closed_sums() -> dict[str, Any]:
-    return {
-        "count_won": Count("status", filter=_WON),
-        "won": Sum("won_amount", filter=_WON, default=0),
-        "count_lost": Count("status", filter=_LOST),
-        "lost_amount": Sum("amount", filter=_LOST, default=0),
     }
 
 
@@ -259,10 +250,15 @@ def _branched_sums(
     open_extra: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """Per span (and group): the sums of its open opportunities by expected close date and
-    of its won and lost ones by close time; one UNION ALL query, empty spans left out."""
+    of its won and lost ones by close time; one UNION ALL query, empty spans left out.
+
+    The won and the lost are two branches, each a range of `opp_closed_idx` summed without
+    a filter per row: on PostgreSQL a third faster than one range of both, each row tested
+    for its status by every sum."""
     open_sums = {**_open_sums(), **open_extra}
-    closed_sums = _closed_sums()
-    names = [*open_sums, *closed_sums]
+    won_sums = {"count_won": Count("status"), "won": Sum("won_amount", default=0)}
+    lost_sums = {"count_lost": Count("status"), "lost_amount": Sum("amount", default=0)}
+    names = [*open_sums, *won_sums, *lost_sums]
 
     def branch(narrowed: OpportunityQuerySet, sums: dict[str, Any], instants: bool) -> _Branch:
         return _Branch(
@@ -281,19 +277,20 @@ def _branched_sums(
             open_sums,
             instants=False,
         )
-        closed = branch(
-            queryset.filter(
-                status__in=(Status.WON, Status.LOST),
-                closed_at__gte=_FIRST_INSTANT,
-                closed_at__lt=_AFTER_LAST,
-            ),
-            closed_sums,
-            instants=True,
+        won, lost = (
+            branch(
+                queryset.filter(
+                    status=status, closed_at__gte=_FIRST_INSTANT, closed_at__lt=_AFTER_LAST
+                ),
+                sums,
+                instants=True,
+            )
+            for status, sums in ((Status.WON, won_sums), (Status.LOST, lost_sums))
         )
     except EmptyResultSet:  # nothing can match (an inactive user sees nothing)
         return []
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for values in _per_span([opened, closed], spans):
+    for values in _per_span([opened, won, lost], spans):
         if not any(values[name] for name in _COUNTS):
             continue  # a branch without groups answers one row of zeros
         row_key = (values["bucket"], *(values[column] for column in columns))
