@@ -585,7 +585,11 @@ def test_an_opportunity_without_events_keeps_its_current_values(cast):
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own planner")
 @pytest.mark.parametrize(
     ("field", "index"),
-    [("amount", "history_amount_idx"), ("probability", "history_probability_idx")],
+    [
+        ("amount", "USING INDEX history_amount_idx"),
+        # It holds the changes too: the log's rows are not read at all.
+        ("probability", "USING COVERING INDEX history_probability_idx"),
+    ],
 )
 def test_sqlite_seeks_the_first_later_change_of_amount_and_probability_by_their_indexes(
     field, index
@@ -597,7 +601,7 @@ def test_sqlite_seeks_the_first_later_change_of_amount_and_probability_by_their_
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
         plan = " / ".join(row[-1] for row in cursor.fetchall())
-    assert f"USING INDEX {index} (opportunity_id=? AND at>?)" in plan
+    assert f"{index} (opportunity_id=? AND at>?)" in plan
 
 
 def test_changes_key_finds_the_events_changing_a_field_on_both_databases(story):

@@ -805,14 +805,21 @@ class OpportunityEvent(models.Model):
             # Timeline of one opportunity; pipeline-as-of rebuilds per opportunity.
             models.Index(fields=["opportunity", "at"], name="event_timeline_idx"),
             # The pipeline on a past date: the first change of the amount or the probability
-            # after that date, per opportunity (`insights.history`).
+            # after that date, per opportunity (`insights.history`). Most changed deals
+            # changed their probability since (it follows the step), so its index holds the
+            # changes too and answers alone, without reading the log row by row (at 1M, those
+            # lookups 0.37 -> 0.21 s on SQLite, 0.36 -> 0.27 s on PostgreSQL; the index is
+            # 4 times as large, 350 MB there). Events carrying a probability are small
+            # (a move, a probability set by hand or by its step's default): an index row has
+            # to fit in a third of a page on PostgreSQL. An amount comes with any edit, a long
+            # description included, so its index holds no more than the keys.
             models.Index(
                 fields=["opportunity", "at"],
                 condition=Q(changes__has_key="amount"),
                 name="history_amount_idx",
             ),
             models.Index(
-                fields=["opportunity", "at"],
+                fields=["opportunity", "at", "changes"],
                 condition=Q(changes__has_key="probability"),
                 name="history_probability_idx",
             ),
