@@ -495,46 +495,63 @@ def test_reads_from_the_facts_equal_the_event_log_walk(cast, commit, reason, see
     assert all(outcome == followed[pk][:2] for (pk, _key), outcome in followed_outcomes.items())
 
 
-def test_every_deal_is_read_from_the_facts_alone_and_deals_without_facts_still_count(
-    cast, commit, reason
-):
+@pytest.mark.parametrize(
+    "view",
+    ["admin", "manager", "manager, one owner", "admin, one team"],
+)
+def test_deals_narrowed_by_owners_only_are_read_from_the_facts_alone(cast, commit, reason, view):
+    user = cast.manager if view.startswith("manager") else cast.admin
+    filters = InsightFilters(
+        owner=cast.teammate.pk if "owner" in view else None,
+        team=cast.team_a.pk if "team" in view else None,
+    )
     play(cast, commit, random.Random(4), reason, count=30)
     DealFacts.objects.filter(
-        pk__in=list(DealFacts.objects.order_by("pk").values_list("pk", flat=True)[:4])
+        pk__in=list(DealFacts.objects.order_by("pk").values_list("pk", flat=True)[:12])
     ).delete()  # as after a load without the services
-    closed = Opportunity.objects.filter(status__in=(Status.WON, Status.LOST))
+    closed = analysis.closed_opportunities(user=user, filters=filters)
+    assert closed.exists() and closed.count() < Opportunity.objects.count()
     with mock.patch.object(analysis, "_pattern_rows", wraps=analysis._pattern_rows) as rows:
-        alone = behaviour_analysis(user=cast.admin, filters=InsightFilters())
-        assert rows.call_args.kwargs == {"every_deal": True}
-        # The same deals through the join with the visible ones, which a filter brings in.
-        with mock.patch.object(analysis, "_every_deal", return_value=False):
-            joined = behaviour_analysis(user=cast.admin, filters=InsightFilters())
-        assert rows.call_args.kwargs == {"every_deal": False}
-    assert alone == joined
+        alone = behaviour_analysis(user=user, filters=filters)
+        assert rows.call_args.kwargs["facts"] is not None
+        # The same deals joined with their facts, as a pipeline or a date brings in.
+        with mock.patch.object(analysis, "_deal_facts", return_value=None):
+            joined = behaviour_analysis(user=user, filters=filters)
+        assert rows.call_args.kwargs["facts"] is None
+    assert alone == joined  # deals without facts still count, as deals without activities
     assert alone.baseline.n == closed.count()
     assert alone.baseline.won == closed.filter(status=Status.WON).count()
 
-    # The calibration over every deal too: the facts alone when they hold every deal...
+    # The calibration too: the facts alone when they hold every deal of the view...
     DealFacts.objects.all().delete()
     rebuild_deal_facts()
-    everything = InsightFilters()
     with mock.patch.object(
         analysis, "_calibration_rows", wraps=analysis._calibration_rows
     ) as joins:
         with CaptureQueriesContext(connection) as queries:
-            alone = probability_calibration(user=cast.admin, filters=everything)
+            alone = probability_calibration(user=user, filters=filters)
         assert len(queries) == 1 and not joins.called
-        assert alone == probability_calibration_from_log(user=cast.admin, filters=everything)
+        assert alone == probability_calibration_from_log(user=user, filters=filters)
         # ... and joined with the deals when some have none.
         joins.reset_mock()
-        DealFacts.objects.filter(pk=DealFacts.objects.order_by("pk").values("pk")[:1]).delete()
+        missing = closed.order_by("pk").values("pk")[:1]
+        DealFacts.objects.filter(opportunity__in=missing).delete()
         with CaptureQueriesContext(connection) as queries:
-            fallen_back = probability_calibration(user=cast.admin, filters=everything)
+            fallen_back = probability_calibration(user=user, filters=filters)
         assert len(queries) == 2 and joins.called
-    with mock.patch.object(analysis, "_every_deal", return_value=False):
-        assert fallen_back == probability_calibration(user=cast.admin, filters=everything)
-    assert fallen_back.overall.n == closed.count()
-    assert alone.overall.n == closed.count()
+    with mock.patch.object(analysis, "_deal_facts", return_value=None):
+        assert fallen_back == probability_calibration(user=user, filters=filters)
+    assert fallen_back.overall.n == alone.overall.n == closed.count()
+
+
+def test_a_pipeline_or_a_date_joins_the_deals_with_their_facts(cast):
+    assert analysis._deal_facts(user=cast.admin, filters=InsightFilters()) is not None
+    for filters in (
+        InsightFilters(pipeline=cast.pipeline.pk),
+        InsightFilters(start=T0.date()),
+        InsightFilters(end=T0.date()),
+    ):
+        assert analysis._deal_facts(user=cast.admin, filters=filters) is None
 
 
 # Rebuilding ---------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from opportuna.accounts.models import Team, User
-from opportuna.accounts.selectors import users_managed_by
+from opportuna.accounts.selectors import users_managed_by, visible_owner_filter
 from opportuna.insights.models import DealFacts, StepVisit
 from opportuna.insights.periods import local_day_range
 from opportuna.sales.models import (
@@ -720,12 +720,22 @@ def _outcomes_sql(
     return f"{sql} LIMIT -1", params
 
 
-def _every_deal(*, user: User, filters: InsightFilters) -> bool:
-    """Whether `closed_opportunities` is every won and lost opportunity: an admin's, without
-    filters or dates."""
-    from opportuna.insights.statistics import every_opportunity  # statistics imports this
-
-    return every_opportunity(filters.closed_in_range(filters.narrow(visible_opportunities(user))))
+def _deal_facts(*, user: User, filters: InsightFilters) -> models.QuerySet[DealFacts] | None:
+    """The stored facts of the deals `closed_opportunities` holds, chosen by the owner each
+    fact repeats, when nothing but owners narrows those deals: who `user` may see (the same
+    condition `visible_opportunities` puts on the owner), the owner and team filters; no
+    pipeline, no dates. None otherwise: then the deals are joined with their facts."""
+    if filters.pipeline is not None or filters.start is not None or filters.end is not None:
+        return None
+    facts = DealFacts.objects.order_by()
+    owners = visible_owner_filter(user, prefix="owner")
+    if owners is not None:
+        facts = facts.filter(owners)
+    if filters.owner is not None:
+        facts = facts.filter(owner_id=filters.owner)
+    if filters.team is not None:
+        facts = facts.filter(owner__team_id=filters.team)
+    return facts
 
 
 # The buckets of the analysis from rows grouped by the stored values (see below).
@@ -740,7 +750,9 @@ _BUCKETS_SQL = """
 _DEALS = -2
 
 
-def _pattern_rows(closed: OpportunityQuerySet, *, every_deal: bool) -> list[tuple[Any, ...]]:
+def _pattern_rows(
+    closed: OpportunityQuerySet, *, facts: models.QuerySet[DealFacts] | None = None
+) -> list[tuple[Any, ...]]:
     """(visits bucket, days bucket, profile, deals, won) of `closed`, whose facts are read;
     one query. Deals without stored facts (written without the services, before
     `opportuna rebuild_insights`) fall in the buckets of no activity.
@@ -748,34 +760,38 @@ def _pattern_rows(closed: OpportunityQuerySet, *, every_deal: bool) -> list[tupl
     Grouped first by the stored values themselves: the planner knows how many distinct
     values columns hold, so it hashes a few thousand groups; grouped by bucket formulas
     straight away, it would sort every row. The buckets then group those few thousand.
-    For every deal (`every_deal`) the facts need no join with the deals: they are grouped
-    straight from `deal_facts_pattern_idx`, in its order, and one more branch counts the
-    closed deals, so those without facts are still counted (the difference).
+    Given the same deals' `facts` (see `_deal_facts`), those need no join with the deals:
+    they are grouped straight from `deal_facts_pattern_idx`, in its order (which holds the
+    owner a view is narrowed by), and one more branch counts the closed deals, so those
+    without facts are still counted (the difference).
     """
     outcomes, params = _outcomes_sql(closed)
-    facts = connection.ops.quote_name(DealFacts._meta.db_table)
-    if not every_deal:
+    if facts is None:
+        table = connection.ops.quote_name(DealFacts._meta.db_table)
         grouped = f"""
             SELECT f.visits_before_demo AS visits, f.days_to_first_activity AS days,
                    COALESCE(f.activity_profile, '') AS profile, COUNT(*) AS n, SUM(o.won) AS won
             FROM ({outcomes}) AS o
-            LEFT JOIN {facts} AS f ON f.opportunity_id = o.opp
+            LEFT JOIN {table} AS f ON f.opportunity_id = o.opp
             GROUP BY f.visits_before_demo, f.days_to_first_activity, f.activity_profile
         """  # noqa: S608 - the ORM's SQL and a model's table name, values stay parameters
         with connection.cursor() as cursor:
             cursor.execute(_BUCKETS_SQL.format(grouped=grouped), params)
             return list(cursor.fetchall())
+    chosen, chosen_params = facts.values(
+        "visits_before_demo", "days_to_first_activity", "activity_profile", "won"
+    ).query.sql_with_params()
     grouped = f"""
         SELECT f.visits_before_demo AS visits, f.days_to_first_activity AS days,
                f.activity_profile AS profile, COUNT(*) AS n,
                SUM(CASE WHEN f.won THEN 1 ELSE 0 END) AS won
-        FROM {facts} AS f
+        FROM ({chosen}) AS f
         GROUP BY f.visits_before_demo, f.days_to_first_activity, f.activity_profile
-    """  # noqa: S608 - a model's table name
+    """  # noqa: S608 - the ORM's SQL, values stay parameters
     deals = f"SELECT {_DEALS}, {_DEALS}, '', COUNT(*), SUM(o.won) FROM ({outcomes}) AS o"  # noqa: S608 - the ORM's SQL
     sql = f"{_BUCKETS_SQL.format(grouped=grouped)} UNION ALL {deals}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*chosen_params, *params])
         rows = list(cursor.fetchall())
     (counted,) = [row for row in rows if row[0] == _DEALS]
     rows = [row for row in rows if row[0] != _DEALS]
@@ -799,7 +815,7 @@ def behaviour_analysis(*, user: User, filters: InsightFilters) -> BehaviourAnaly
     """
     types = list(ActivityType.objects.order_by("position", "name"))
     closed = closed_opportunities(user=user, filters=filters)
-    rows = _pattern_rows(closed, every_deal=_every_deal(user=user, filters=filters))
+    rows = _pattern_rows(closed, facts=_deal_facts(user=user, filters=filters))
 
     total = (0, 0)
     demo_position: dict[int, Pair] = {}
@@ -1083,23 +1099,27 @@ def _calibration_rows(grouped: tuple[str, list[Any]]) -> list[CalibrationRow]:
         return [_calibration_row(row) for row in cursor.fetchall()]
 
 
-def _every_deal_calibration_rows(closed: OpportunityQuerySet) -> list[CalibrationRow] | None:
-    """`_calibration_rows` of every won and lost deal, 30 days before closing, grouped from the
-    stored facts alone (`deal_facts_owner_idx`, in its order: no join, no sort), and one more
-    branch counting the deals; one query. None when the facts do not hold every deal with
-    its owner and probability (rows written without the services, not rebuilt since): then
-    the deals must be joined with their facts after all."""
+def _facts_calibration_rows(
+    closed: OpportunityQuerySet, facts: models.QuerySet[DealFacts]
+) -> list[CalibrationRow] | None:
+    """`_calibration_rows` of `closed`, 30 days before closing, grouped from the same deals'
+    stored `facts` alone (see `_deal_facts`; `deal_facts_owner_idx`, in its order: no join
+    with the deals, no sort), and one more branch counting the deals; one query. None when
+    the facts do not hold every deal with its owner and probability (rows written without
+    the services, not rebuilt since): then the deals must be joined with them after all."""
     outcomes, params = _outcomes_sql(closed)
-    facts = connection.ops.quote_name(DealFacts._meta.db_table)
+    chosen, chosen_params = facts.values(
+        "owner_id", "probability_before", "won"
+    ).query.sql_with_params()
     grouped = f"""
         SELECT f.owner_id AS seller, f.probability_before AS carried, COUNT(*) AS n,
                SUM(CASE WHEN f.won THEN 1 ELSE 0 END) AS won
-        FROM {facts} AS f
+        FROM ({chosen}) AS f
         GROUP BY f.owner_id, f.probability_before
-    """  # noqa: S608 - a model's table name
+    """  # noqa: S608 - the ORM's SQL, values stay parameters
     deals = f"SELECT {_DEALS}, {_DEALS}, '', '', '', COUNT(*), SUM(o.won), 0 FROM ({outcomes}) AS o"  # noqa: S608 - the ORM's SQL
     with connection.cursor() as cursor:
-        cursor.execute(f"{_banded_sql(grouped)} UNION ALL {deals}", params)
+        cursor.execute(f"{_banded_sql(grouped)} UNION ALL {deals}", [*chosen_params, *params])
         found = list(cursor.fetchall())
     (counted,) = [row for row in found if row[0] == _DEALS]
     rows = [row for row in found if row[0] != _DEALS]
@@ -1186,19 +1206,16 @@ def probability_calibration(
     stored facts of each closed deal (`insights.facts`), or, given a step, the one carried
     when the opportunity first reached that step, read from its stored step visits
     (`insights.steps`; those that never reached it are left out). Per probability band (a
-    reliability table) and per owner. For every deal (an admin's view without filters) the
-    facts are counted alone (`_every_deal_calibration_rows`); a second query joins them with
+    reliability table) and per owner. When only owners narrow the deals (see `_deal_facts`)
+    the facts are counted alone (`_facts_calibration_rows`); a second query joins them with
     the deals when they turn out not to hold every one.
     """
     closed = closed_opportunities(user=user, filters=filters)
     if step is not None:
         rows = _calibration_rows(_grouped(_visited_probability_sql(closed, step.pk)))
     else:
-        rows = (
-            _every_deal_calibration_rows(closed)
-            if _every_deal(user=user, filters=filters)
-            else None
-        )
+        facts = _deal_facts(user=user, filters=filters)
+        rows = None if facts is None else _facts_calibration_rows(closed, facts)
         if rows is None:
             rows = _calibration_rows(_grouped(_stored_probability_sql(closed)))
     return _calibration(rows, step)

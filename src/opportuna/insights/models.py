@@ -177,11 +177,17 @@ class DealFacts(models.Model):
         verbose_name = _("deal facts")
         verbose_name_plural = _("deal facts")
         indexes = [
-            # The behaviour analysis over every deal (`analysis.behaviour_analysis`): the
-            # patterns in the order it groups them, with the outcome, read from this index
-            # alone without sorting.
+            # The behaviour analysis over every deal, or those of some owners
+            # (`analysis.behaviour_analysis`): the patterns in the order it groups them, with
+            # the outcome and the owner, read from this index alone without sorting.
             models.Index(
-                fields=["visits_before_demo", "days_to_first_activity", "activity_profile", "won"],
+                fields=[
+                    "visits_before_demo",
+                    "days_to_first_activity",
+                    "activity_profile",
+                    "won",
+                    "owner",
+                ],
                 name="deal_facts_pattern_idx",
             ),
             # The calibration over every deal (`analysis.probability_calibration`): the
