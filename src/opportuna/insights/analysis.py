@@ -746,8 +746,15 @@ _BUCKETS_SQL = """
     FROM ({grouped}) AS g
     GROUP BY 1, 2, 3
 """
-# A marker for the row of `_pattern_rows` that counts the closed deals themselves.
+# A marker for the row that counts the closed deals themselves, in a query that groups
+# their facts alone (`_pattern_rows`, `_facts_calibration_rows`).
 _DEALS = -2
+
+
+def _counted_apart(rows: list[tuple[Any, ...]]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """The row counting the deals (first column `_DEALS`), and the others."""
+    (counted,) = [row for row in rows if row[0] == _DEALS]
+    return counted, [row for row in rows if row[0] != _DEALS]
 
 
 def _pattern_rows(
@@ -792,9 +799,7 @@ def _pattern_rows(
     sql = f"{_BUCKETS_SQL.format(grouped=grouped)} UNION ALL {deals}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*chosen_params, *params])
-        rows = list(cursor.fetchall())
-    (counted,) = [row for row in rows if row[0] == _DEALS]
-    rows = [row for row in rows if row[0] != _DEALS]
+        counted, rows = _counted_apart(cursor.fetchall())
     missing = int(counted[3] or 0) - sum(int(row[3]) for row in rows)
     missing_won = int(counted[4] or 0) - sum(int(row[4] or 0) for row in rows)
     if missing > 0:
@@ -1120,9 +1125,7 @@ def _facts_calibration_rows(
     deals = f"SELECT {_DEALS}, {_DEALS}, '', '', '', COUNT(*), SUM(o.won), 0 FROM ({outcomes}) AS o"  # noqa: S608 - the ORM's SQL
     with connection.cursor() as cursor:
         cursor.execute(f"{_banded_sql(grouped)} UNION ALL {deals}", [*chosen_params, *params])
-        found = list(cursor.fetchall())
-    (counted,) = [row for row in found if row[0] == _DEALS]
-    rows = [row for row in found if row[0] != _DEALS]
+        counted, rows = _counted_apart(cursor.fetchall())
     if any(row[0] is None or row[1] is None for row in rows):
         return None  # a fact without its probability or owner
     if (int(counted[5]), int(counted[6] or 0)) != (
