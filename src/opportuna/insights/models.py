@@ -147,9 +147,10 @@ class DealFacts(models.Model):
     )
     won = models.BooleanField(_("won"))
     closed_at = models.DateTimeField(_("closed"))
-    # The deal's owner, repeated so the calibration over every deal groups the facts alone;
-    # kept in step when the owner changes (`insights.facts`). Null only on rows written
-    # before it was stored and not rebuilt since (the migration fills them).
+    # The deal's owner, repeated so that a view narrowed by owners only (every deal, a
+    # manager's, one owner's or team's) groups the facts alone for the behaviour analysis
+    # and the calibration; kept in step when the owner changes (`insights.facts`). Null
+    # only on a row written around the services (migration 0011 filled the older ones).
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),
@@ -165,7 +166,7 @@ class DealFacts(models.Model):
     days_to_first_activity = models.PositiveIntegerField(null=True, blank=True)
     # The probability the deal carried DAYS_BEFORE days before closing (or at creation if
     # it closed sooner); its current one when the log does not say (it cannot change while
-    # the deal is closed). None only on rows written before that and not rebuilt since.
+    # the deal is closed). Null only on a row written around the services.
     probability_before = models.PositiveSmallIntegerField(null=True, blank=True)
     # The activity types it had before closing with their counts, 3 standing for 3 or more:
     # "type id:count" by type id, comma-separated ("" without any). The behaviour analysis
@@ -190,9 +191,9 @@ class DealFacts(models.Model):
                 ],
                 name="deal_facts_pattern_idx",
             ),
-            # The calibration over every deal (`analysis.probability_calibration`): the
-            # deals per owner and probability carried, with the outcome, counted from this
-            # index alone in its order.
+            # The calibration of every deal or of some owners'
+            # (`analysis.probability_calibration`): the deals per owner and probability
+            # carried, with the outcome, counted from this index alone in its order.
             models.Index(
                 fields=["owner", "probability_before", "won"], name="deal_facts_owner_idx"
             ),
