@@ -45,7 +45,6 @@ from opportuna.insights.periods import (
 from opportuna.insights.selectors import period_sums
 from opportuna.sales.models import (
     OPEN_STATUSES,
-    ChangesKey,
     Opportunity,
     OpportunityEvent,
     OpportunityQuerySet,
@@ -94,7 +93,7 @@ def _replayed(field: str, at: datetime) -> Any:
     column = Opportunity._meta.get_field(field).attname  # type: ignore[union-attr]
     first_change_after = (
         OpportunityEvent.objects.filter(opportunity=OuterRef("pk"), at__gt=at)
-        .filter(ChangesKey(F("changes"), field))
+        .filter(changes__has_key=field)  # written for the history indexes: see ChangesKey
         # By time alone, so the (opportunity, at) index hands the rows over in order and the
         # first match ends the scan; the services never change a field twice in one instant.
         .order_by("at")

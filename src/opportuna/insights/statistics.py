@@ -1051,7 +1051,7 @@ def _visit_quantiles(
         "AS rn, COUNT(*) OVER (PARTITION BY c.step_in, c.part, c.bin) AS size "
         "FROM (SELECT s.step_in, CASE WHEN s.kind = '' THEN 'waiting' ELSE 'stay' END "
         "AS part, s.bin, s.val FROM ({candidates}) s) c) r "
-        f"JOIN (VALUES {', '.join(['(%s, %s, %s, %s)'] * len(picks))}) w "
+        f"JOIN {_values(len(picks), 4)} w "
         "ON w.column1 = r.step_in AND w.column2 = r.part AND w.column3 = r.bin "
         "AND w.column4 = r.rn"
     )

@@ -758,8 +758,9 @@ class ChangesKey(HasKey):
     as a parameter: SQLite uses a partial index only for a query that repeats the index's
     condition with the same literal values (`history_amount_idx`, `history_probability_idx`),
     so with a parameter it walked every later event of an opportunity instead of seeking the
-    first that changes the field. Use as a filter: `ChangesKey(F("changes"), "amount")`.
-    Keys are field names from code; they are quoted all the same."""
+    first that changes the field. It is the log's own `has_key` (registered on
+    `OpportunityEvent.changes` below), so every `changes__has_key` is written so. Keys are
+    field names from code; they are quoted all the same."""
 
     def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         parts, params = [], []
@@ -837,3 +838,7 @@ class OpportunityEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValueError("OpportunityEvent is append-only")
+
+
+# Any query asking the log for events that change a field can use the partial indexes above.
+OpportunityEvent._meta.get_field("changes").register_lookup(ChangesKey)
