@@ -34,6 +34,7 @@ from opportuna.sales.services import (
     opportunity_reopen,
     opportunity_set_probability,
     opportunity_standby,
+    opportunity_update,
     step_delete,
     step_reorder,
 )
@@ -215,6 +216,57 @@ def test_only_changes_that_move_open_or_close_an_opportunity_are_followed(
     with counting_flushes() as flushed, django_capture_on_commit_callbacks(execute=True):
         announce(kind, actor_id=None, object_id=7, data={})
     assert flushed == ([[7]] if follows else [])
+
+
+def test_an_edit_that_changes_the_owner_is_followed_and_no_other_edit(
+    django_capture_on_commit_callbacks,
+):
+    with counting_flushes() as flushed, django_capture_on_commit_callbacks(execute=True):
+        announce("opportunity.updated", actor_id=None, object_id=7, data={"changes": {}})
+        announce(
+            "opportunity.updated",
+            actor_id=None,
+            object_id=8,
+            data={"changes": {"title": ["A", "B"]}},
+        )
+        announce(
+            "opportunity.updated",
+            actor_id=None,
+            object_id=9,
+            data={"changes": {"owner": [1, 2]}},
+        )
+    assert flushed == [[9]]
+
+
+def test_visits_follow_their_opportunity_to_another_owner(cast, commit):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    second = cast.pipeline.steps.order_by("position")[1]
+    commit(opportunity_move, T0 + DAY, opportunity=opp, step=second, actor=cast.owner)
+    assert set(StepVisit.objects.values_list("owner_id", flat=True)) == {cast.owner.pk}
+    entered = {(cast.pipeline.pk, second.pk): 1}
+
+    def second_entered(user):
+        rows = funnel_rows(step_funnel(user=user, filters=EVERYTHING, now=NOW))
+        return {(pipeline, step): n for pipeline, step, n, *_ in rows if step == second.pk}
+
+    assert second_entered(cast.manager) == entered
+    assert second_entered(cast.other) == {(cast.pipeline.pk, second.pk): 0}
+
+    commit(
+        opportunity_update,
+        T0 + 2 * DAY,
+        opportunity=opp,
+        actor=cast.admin,
+        version=Opportunity.objects.get(pk=opp.pk).version,
+        owner=cast.other,
+    )
+    assert set(StepVisit.objects.values_list("owner_id", flat=True)) == {cast.other.pk}
+    # The manager of the first owner's team no longer sees it; its new owner does.
+    assert second_entered(cast.manager) == {(cast.pipeline.pk, second.pk): 0}
+    assert second_entered(cast.other) == entered
+    for user in (cast.manager, cast.other):
+        expected = step_funnel_from_log(user=user, filters=EVERYTHING, now=NOW)
+        assert step_funnel(user=user, filters=EVERYTHING, now=NOW) == expected
 
 
 def test_visits_of_an_opportunity_created_in_the_transaction_are_written_without_a_delete(
@@ -491,7 +543,8 @@ def test_quartiles_from_the_wanted_bins_are_those_of_sorting_every_time(cast, re
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own plan")
-def test_sqlite_counts_the_funnel_in_index_order_without_sorting(cast, reason, commit):
+@pytest.mark.parametrize("who", ["admin", "manager"])
+def test_sqlite_counts_the_funnel_in_index_order_without_sorting(cast, reason, commit, who):
     play(cast, commit, random.Random(3), reason, count=5)
     plans = []
     run = statistics._run_sources
@@ -506,7 +559,9 @@ def test_sqlite_counts_the_funnel_in_index_order_without_sorting(cast, reason, c
         return run(template, sources, params, using)
 
     with mock.patch.object(statistics, "_run_sources", explain):
-        statistics.step_funnel(user=cast.admin, filters=EVERYTHING, now=NOW)
+        statistics.step_funnel(user=getattr(cast, who), filters=EVERYTHING, now=NOW)
     counting = plans[0]
     assert "step_visit_tally_idx" in counting
     assert "TEMP B-TREE" not in counting
+    # A manager's visits are chosen by their owner: the opportunities are not read.
+    assert "sales_opportunity" not in counting

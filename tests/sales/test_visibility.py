@@ -9,7 +9,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from opportuna.accounts.models import Role, VisibilityPolicy
+from opportuna.accounts.models import Role, User, VisibilityPolicy
+from opportuna.accounts.selectors import visible_owner_filter
 from opportuna.accounts.services import account_update, user_update
 from opportuna.sales.models import Opportunity
 from opportuna.sales.selectors import can_edit_opportunity, opportunity_get, visible_opportunities
@@ -143,6 +144,22 @@ def test_visible_opportunities_runs_one_query(cast, django_assert_num_queries, c
         # 1: the opportunities, with the owner filter and the policy inside the same SQL.
         rows = list(visible_opportunities(user))
     assert len(rows) >= count
+
+
+@pytest.mark.parametrize("policy", [VisibilityPolicy.OWN, VisibilityPolicy.TEAM])
+@pytest.mark.parametrize("who", ["owner", "teammate", "other", "manager", "admin"])
+def test_the_owner_filter_over_users_names_the_owners_of_the_visible_opportunities(
+    cast, opps, who, policy
+):
+    account_update(actor=cast.admin, visibility=policy)
+    user = getattr(cast, who)
+    users = visible_owner_filter(user, prefix="")
+    named = User.objects.filter(users) if users is not None else User.objects.all()
+    owners = set(visible_opportunities(user).values_list("owner_id", flat=True))
+    assert set(named.values_list("pk", flat=True)) == owners
+    # An inactive user sees nothing, whichever side the filter is put on.
+    user.is_active = False
+    assert not User.objects.filter(visible_owner_filter(user, prefix="")).exists()
 
 
 def test_visible_opportunities_reads_the_policy_at_query_time(cast, opps):

@@ -291,6 +291,19 @@ class StepVisit(models.Model):
     # The opportunity's creation (which never changes): the funnel follows the opportunities
     # created in its range, and finds their visits by this without reading the opportunities.
     opened_at = models.DateTimeField()
+    # The opportunity's owner, repeated so that a funnel narrowed by owners only (a
+    # manager's, a salesperson's, one owner's or team's) chooses the visits by it, without
+    # matching them against the visible opportunities; kept in step when the owner changes
+    # (`insights.steps`). Null only on a row written around the services (migration 0013
+    # filled the older ones).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # step_visit_tally_idx holds it for the funnel
+    )
     step = models.ForeignKey(
         "sales.Step",
         on_delete=models.DO_NOTHING,
@@ -340,9 +353,19 @@ class StepVisit(models.Model):
             # The funnel: the visits of the opportunities created in its range, ...
             models.Index(fields=["opened_at"], name="step_visit_opened_idx"),
             # ... on SQLite, every visit in the order the funnel groups them, so that they
-            # are counted without sorting (`statistics._step_visits`), ...
+            # are counted without sorting (`statistics._step_visits`), with the owner last,
+            # so that a view narrowed by owners chooses them from the index alone, ...
             models.Index(
-                fields=["step", "left_by", "bin", "again", "next_step", "current", "opened_at"],
+                fields=[
+                    "step",
+                    "left_by",
+                    "bin",
+                    "again",
+                    "next_step",
+                    "current",
+                    "opened_at",
+                    "owner",
+                ],
                 name="step_visit_tally_idx",
             ),
             # ... those of a step entered more than once, ...

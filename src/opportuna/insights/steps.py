@@ -6,11 +6,12 @@ over those events in time order (ties by event id). A reopened opportunity re-en
 until it moves again. `StepVisit` keeps one row per stay, so the step funnel and the time in
 step (`insights.statistics.step_funnel`) read one narrow row per stay instead of sorting the
 whole log on every request. Each row also carries what the funnel would otherwise read from
-the opportunity: its creation (which never changes), whether it is open and on that step now,
-and whether it entered that step more than once.
+the opportunity: its creation (which never changes), its owner, whether it is open and on that
+step now, and whether it entered that step more than once.
 
 The rows follow the log: a `changes_recorded` receiver (connected by `connect()`) notes the
-opportunities that a transaction creates, moves, closes, reopens or deletes, and once it
+opportunities that a transaction creates, moves, closes, reopens, deletes or gives another
+owner, and once it
 commits `step_visits_update` recomputes their visits from the log, with two set-based
 statements per 2,000 opportunities, whatever they were before (idempotent). Data written
 around the services (the demo's bulk load, a restore, a hand-made SQL change of status or
@@ -31,6 +32,7 @@ from django.db.models.functions import Cast, Coalesce
 
 from opportuna.core.announce import Announcement, CommitBatch, changes_recorded
 from opportuna.insights.analysis import carries_probability, event_probability
+from opportuna.insights.facts import owner_changed
 from opportuna.insights.models import StepVisit
 from opportuna.insights.statistics import DAYS_FROM, DaysBetween
 from opportuna.sales.models import OPEN_STATUSES, EventKind, Opportunity, OpportunityEvent
@@ -150,6 +152,7 @@ def _insert_visits_sql(opportunities: Q, *, few: bool = False) -> tuple[str, lis
     names = (
         "opportunity",
         "opened_at",
+        "owner",
         "step",
         "entered_at",
         "left_at",
@@ -166,7 +169,7 @@ def _insert_visits_sql(opportunities: Q, *, few: bool = False) -> tuple[str, lis
     open_statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
     sql = (
         f"INSERT INTO {quote(StepVisit._meta.db_table)} ({columns}) "  # noqa: S608 - names from the models
-        "SELECT s.opp, o.created_at, s.step_in, s.event_at, s.next_at, "
+        "SELECT s.opp, o.created_at, o.owner_id, s.step_in, s.event_at, s.next_at, "
         "COALESCE(s.next_kind, ''), s.days, s.next_step, "
         f"CASE WHEN o.status IN ({open_statuses}) AND o.step_id = s.step_in "
         "THEN 1 ELSE 0 END = 1, s.visits > 1, "
@@ -273,15 +276,16 @@ _pending = CommitBatch(_flush)
 
 
 def step_visits_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
-    """Note the opportunities whose visits changes may alter; they are recomputed once their
-    transaction commits (once per transaction, however many changes it made). One created
-    in the same transaction has no visits to replace: no one wrote any before it committed.
+    """Note the opportunities whose visits changes may alter (those given another owner
+    too, which the visits repeat); they are recomputed once their transaction commits (once
+    per transaction, however many changes it made). One created in the same transaction has
+    no visits to replace: no one wrote any before it committed.
     """
     _pending.add(
         *(
             (object_id, kind == CREATED_KIND)
-            for kind, _actor, object_id, _data in changes
-            if kind in FOLLOWED_KINDS
+            for kind, _actor, object_id, data in changes
+            if kind in FOLLOWED_KINDS or owner_changed(kind, data)
         )
     )
 
