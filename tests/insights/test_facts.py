@@ -251,6 +251,9 @@ def test_activity_counts_repeat_the_outcome_and_close_time_through_reopen_and_cl
 
 def test_a_closed_deal_handed_to_another_owner_takes_its_facts_along(cast, commit, reason):
     opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    call = activity_type("call")
+    commit(activity_log, T0 + timedelta(days=1), opportunity=opp, actor=cast.owner, type=call)
+    counts = DealActivityCount.objects.filter(opportunity_id=opp.pk)
     commit(
         opportunity_close_lost,
         T0 + timedelta(days=3),
@@ -260,6 +263,7 @@ def test_a_closed_deal_handed_to_another_owner_takes_its_facts_along(cast, commi
     )
     before = facts_of(opp)
     assert before[-2] == cast.owner.pk
+    assert list(counts.values_list("owner_id", flat=True)) == [cast.owner.pk]
 
     commit(
         opportunity_update,
@@ -270,6 +274,7 @@ def test_a_closed_deal_handed_to_another_owner_takes_its_facts_along(cast, commi
         owner=cast.teammate,
     )
     assert facts_of(opp) == (*before[:-2], cast.teammate.pk, before[-1])
+    assert list(counts.values_list("owner_id", flat=True)) == [cast.teammate.pk]
     owners = probability_calibration(user=cast.admin, filters=InsightFilters()).owners
     assert [(o.key, o.n) for o in owners] == [(str(cast.teammate.pk), 1)]
 
@@ -617,6 +622,21 @@ def test_the_migration_fills_the_counts_outcome_and_close_time_from_the_facts(ca
         migration.fill_outcomes(django_apps, editor)
 
     assert count_outcomes() == written == {(won.pk, "call"): (True, T0 + timedelta(days=30))}
+
+
+def test_the_migration_gives_the_counts_their_deals_owner(cast):
+    won = closed_by_hand(cast, won=True)
+    Activity.objects.create(
+        opportunity=won, type=activity_type("call"), user=cast.teammate, done_at=T0
+    )
+    rebuild_deal_facts()
+    assert list(DealActivityCount.objects.values_list("owner_id", flat=True)) == [cast.owner.pk]
+    DealActivityCount.objects.update(owner=None)  # as the rows stood before the migration
+
+    migration = importlib.import_module("opportuna.insights.migrations.0014_activity_count_owner")
+    migration.fill(django_apps, None)
+
+    assert list(DealActivityCount.objects.values_list("owner_id", flat=True)) == [cast.owner.pk]
 
 
 def test_updating_any_number_of_deals_takes_the_same_queries(cast, django_assert_num_queries):

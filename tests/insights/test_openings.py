@@ -1,5 +1,6 @@
 """Stored month openings: forecast versus actual gives what the event-log replay gives."""
 
+import importlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
@@ -7,6 +8,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import models, transaction
 from django.db.models import Count, Sum, Value
 from django.utils import timezone
@@ -347,6 +349,56 @@ def test_changes_after_a_month_began_leave_its_opening_as_it_was(cast):
     assert accuracy == forecast_accuracy_from_log(
         user=cast.admin, filters=InsightFilters(), months=1, today=date(2024, 4, 10)
     )
+
+
+def test_stored_openings_follow_their_opportunity_to_another_owner(
+    cast, django_capture_on_commit_callbacks
+):
+    with clock(datetime(2024, 2, 10, 10, tzinfo=UTC)):
+        moved = deal(cast, closing=date(2024, 3, 10))
+        kept = deal(cast, amount=300_00, closing=date(2024, 3, 12))
+    ensure_forecast_openings([date(2024, 3, 1)])
+    today = date(2024, 4, 10)
+
+    def opening(user):
+        accuracy = forecast_accuracy(user=user, filters=InsightFilters(), months=1, today=today)
+        assert accuracy == forecast_accuracy_from_log(
+            user=user, filters=InsightFilters(), months=1, today=today
+        )
+        return accuracy.months[0].open_amount
+
+    assert (opening(cast.manager), opening(cast.other)) == (1300_00, 0)
+    with (
+        clock(datetime(2024, 3, 15, 10, tzinfo=UTC)),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        version = Opportunity.objects.get(pk=moved.pk).version
+        opportunity_update(opportunity=moved, actor=cast.admin, version=version, owner=cast.other)
+
+    owners = dict(ForecastOpening.objects.values_list("opportunity_id", "owner_id"))
+    assert owners == {moved.pk: cast.other.pk, kept.pk: cast.owner.pk}
+    # Who may see it, and the owner filter, are today's.
+    assert (opening(cast.manager), opening(cast.other)) == (300_00, 1000_00)
+    only_other = InsightFilters(owner=cast.other.pk)
+    assert forecast_accuracy(
+        user=cast.admin, filters=only_other, months=1, today=today
+    ) == forecast_accuracy_from_log(user=cast.admin, filters=only_other, months=1, today=today)
+
+
+def test_the_migration_gives_the_openings_their_opportunitys_owner(cast):
+    with clock(datetime(2024, 2, 10, 10, tzinfo=UTC)):
+        mine = deal(cast, closing=date(2024, 3, 10))
+        theirs = deal(cast, closing=date(2024, 3, 10), owner=cast.other)
+    ensure_forecast_openings([date(2024, 3, 1)])
+    ForecastOpening.objects.update(owner=None)  # as the rows stood before the migration
+
+    migration = importlib.import_module("opportuna.insights.migrations.0015_forecast_opening_owner")
+    migration.fill(django_apps, None)
+
+    assert dict(ForecastOpening.objects.values_list("opportunity_id", "owner_id")) == {
+        mine.pk: cast.owner.pk,
+        theirs.pk: cast.other.pk,
+    }
 
 
 def test_rebuild_stores_every_month_from_the_first_with_data_to_this_one(cast):

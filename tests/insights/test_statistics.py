@@ -854,8 +854,11 @@ def test_activities_per_won_and_lost_deal(world):
         ("manager", {}),
         ("owner", {}),
         ("admin", {"owner": "teammate"}),
+        ("manager", {"owner": "teammate"}),
+        ("manager", {"owner": "other"}),  # not theirs: nothing
         ("admin", {"product": "licence"}),
         ("admin", {"pipeline": "renewals"}),
+        ("manager", {"pipeline": "renewals"}),
     ],
 )
 def test_activities_per_outcome_count_the_deals_closed_in_the_range_only(world, who, narrowing):

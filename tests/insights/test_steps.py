@@ -2,6 +2,7 @@
 through the services (once per transaction), and that the funnel read from them gives exactly
 what the event-log walk gives."""
 
+import importlib
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from unittest import mock
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
@@ -267,6 +269,20 @@ def test_visits_follow_their_opportunity_to_another_owner(cast, commit):
     for user in (cast.manager, cast.other):
         expected = step_funnel_from_log(user=user, filters=EVERYTHING, now=NOW)
         assert step_funnel(user=user, filters=EVERYTHING, now=NOW) == expected
+
+
+def test_the_migration_gives_the_visits_their_opportunitys_owner(cast, commit):
+    opp = commit(opportunity_create, T0, actor=cast.owner, title="Deal", pipeline=cast.pipeline)
+    other = commit(opportunity_create, T0, actor=cast.other, title="Deal", pipeline=cast.pipeline)
+    StepVisit.objects.update(owner=None)  # as the rows stood before the migration
+
+    migration = importlib.import_module("opportuna.insights.migrations.0013_step_visit_owner")
+    migration.fill(django_apps, None)
+
+    assert dict(StepVisit.objects.values_list("opportunity_id", "owner_id")) == {
+        opp.pk: cast.owner.pk,
+        other.pk: cast.other.pk,
+    }
 
 
 def test_visits_of_an_opportunity_created_in_the_transaction_are_written_without_a_delete(

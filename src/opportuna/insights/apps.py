@@ -18,3 +18,7 @@ class InsightsConfig(AppConfig):
         past_changed.connect(
             openings.past_changed_follow, dispatch_uid="opportuna.insights.openings"
         )
+        # And the owner the stored openings repeat.
+        changes_recorded.connect(
+            openings.openings_follow, dispatch_uid="opportuna.insights.openings.owners"
+        )

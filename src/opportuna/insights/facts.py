@@ -108,7 +108,7 @@ def _insert(
     theirs = Q(**{f"opportunity_id__{lookup}": value for lookup, value in ids.items()})
     closed = Opportunity.objects.filter(own, status__in=OUTCOMES).order_by()
     activities = done_by_close(closed).filter(theirs)
-    # Each count repeats its deal's outcome and close time, as the facts below store them.
+    # Each count repeats its deal's outcome, close time and owner, as the facts below do.
     counts_sql, counts_params = (
         activities.annotate(
             deal_won=Case(
@@ -117,16 +117,20 @@ def _insert(
                 output_field=BooleanField(),
             ),
             deal_closed_at=F("opportunity__closed_at"),
+            deal_owner=F("opportunity__owner_id"),
         )
-        .values("opportunity_id", "type_id", "deal_won", "deal_closed_at")
+        .values("opportunity_id", "type_id", "deal_won", "deal_closed_at", "deal_owner")
         .annotate(number=Count("pk"))
-        .values_list("opportunity_id", "type_id", "number", "deal_won", "deal_closed_at")
+        .values_list(
+            "opportunity_id", "type_id", "number", "deal_won", "deal_closed_at", "deal_owner"
+        )
         .order_by()
         .query.sql_with_params()
     )
     counts = _table(DealActivityCount)
     cursor.execute(
-        f"INSERT INTO {counts} (opportunity_id, type_id, count, won, closed_at) {counts_sql}",  # noqa: S608
+        f"INSERT INTO {counts} (opportunity_id, type_id, count, won, closed_at, owner_id) "  # noqa: S608
+        f"{counts_sql}",
         counts_params,
     )
 

@@ -206,9 +206,10 @@ class DealFacts(models.Model):
 class DealActivityCount(models.Model):
     """How many activities of one type a closed deal had before closing (only types > 0).
 
-    Each row repeats its deal's outcome and close time (its `DealFacts`' `won` and
-    `closed_at`, written with them), so the activities per won and lost deal closed in a
-    range are summed from one range of an index, without joining the facts.
+    Each row repeats its deal's outcome, close time and owner (its `DealFacts`' `won`,
+    `closed_at` and `owner`, written with them), so the activities per won and lost deal
+    closed in a range, of every deal or of some owners', are summed from one range of an
+    index, without joining the facts or the deals.
     """
 
     opportunity = models.ForeignKey(
@@ -218,6 +219,15 @@ class DealActivityCount(models.Model):
     count = models.PositiveIntegerField()
     won = models.BooleanField(_("won"))
     closed_at = models.DateTimeField(_("closed"))
+    # Null only on a row written around the services (migration 0014 filled the older ones).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # deal_activity_outcome_idx holds it
+    )
 
     class Meta:
         constraints = [
@@ -228,9 +238,10 @@ class DealActivityCount(models.Model):
         indexes = [
             # Activities per won and lost deal closed in a range
             # (`statistics.activities_per_outcome`): each outcome's and type's range summed
-            # from this index alone (the opportunity for a narrowed set of deals).
+            # from this index alone (the opportunity for deals narrowed by a pipeline or a
+            # product, the owner for those narrowed by owners only).
             models.Index(
-                fields=["won", "type", "closed_at", "count", "opportunity"],
+                fields=["won", "type", "closed_at", "count", "opportunity", "owner"],
                 name="deal_activity_outcome_idx",
             ),
         ]
@@ -254,11 +265,25 @@ class ForecastMonth(models.Model):
 
 class ForecastOpening(models.Model):
     """An opportunity that, at the first instant of `month`, was open and expected to close
-    in that month, with the amount and probability it carried then: what the forecast said."""
+    in that month, with the amount and probability it carried then: what the forecast said.
+
+    It repeats the opportunity's owner of today (who may see it, and the owner and team
+    filters, are today's), kept in step when the owner changes (`insights.openings`), so the
+    openings of a view narrowed by owners only are chosen by it, without matching each one
+    with the visible opportunities. Null only on a row written around the services
+    (migration 0015 filled the older ones)."""
 
     month = models.DateField(_("month"))
     opportunity = models.ForeignKey(
         "sales.Opportunity", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # forecast_opening_owner_idx holds it
     )
     amount = models.BigIntegerField()
     probability = models.PositiveSmallIntegerField()
@@ -269,7 +294,15 @@ class ForecastOpening(models.Model):
                 fields=["month", "opportunity"], name="forecast_opening_unique"
             ),
         ]
-        indexes = [models.Index(fields=["opportunity"], name="forecast_opening_opp_idx")]
+        indexes = [
+            models.Index(fields=["opportunity"], name="forecast_opening_opp_idx"),
+            # Forecast versus actual (`history._said`): the months' openings summed from
+            # this index alone, every one's or those of some owners.
+            models.Index(
+                fields=["month", "owner", "amount", "probability"],
+                name="forecast_opening_owner_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.month.isoformat()} #{self.opportunity_id}"

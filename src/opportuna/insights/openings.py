@@ -6,8 +6,11 @@ probability they carried then (`history.month_opening`, the event-log replay). F
 actual compares it with what was won; replaying the log for thirteen months on every request
 is what made that page slow, so each month's opening is written to `ForecastOpening` (one
 INSERT ... SELECT per month, for all opportunities whoever can see them) and a `ForecastMonth`
-row marks the month as computed. Readers join the stored rows to `visible_opportunities(user)`
-and the filters, so visibility and today's owner, team and pipeline apply as before.
+row marks the month as computed. Each row repeats its opportunity's owner of today, followed
+when an edit gives it another (`openings_follow`), so a view narrowed by owners only chooses the
+rows by it; readers join the rows narrowed otherwise (a pipeline) to
+`visible_opportunities(user)` and the filters, so visibility and today's owner, team and
+pipeline apply as before.
 
 A month's opening cannot change once the month has begun: the services stamp every change
 with the moment it is made, and the replay reads a change only as coming after the instants
@@ -32,9 +35,11 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Min
+from django.db.models import F, Min, OuterRef, Subquery
 from django.utils import timezone
 
+from opportuna.core.announce import Announcement, CommitBatch
+from opportuna.insights.facts import owner_changed
 from opportuna.insights.models import ForecastMonth, ForecastOpening
 from opportuna.insights.periods import add_months, local_midnight
 from opportuna.sales.models import Opportunity
@@ -78,15 +83,15 @@ def _insert_opening(first: date) -> int:
 
     picked = (
         month_opening(Opportunity.objects.all(), first)
-        .annotate(opp=F("pk"))
-        .values("opp", "amount_then", "probability_then")
+        .annotate(opp=F("pk"), seller=F("owner_id"))
+        .values("opp", "seller", "amount_then", "probability_then")
     )
     select, params = picked.query.sql_with_params()
     table = connection.ops.quote_name(ForecastOpening._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (month, opportunity_id, amount, probability) "  # noqa: S608
-        f"SELECT %s, picked.opp, picked.amount_then, picked.probability_then FROM ({select}) "
-        "AS picked"
+        f"INSERT INTO {table} (month, opportunity_id, owner_id, amount, probability) "  # noqa: S608
+        "SELECT %s, picked.opp, picked.seller, picked.amount_then, picked.probability_then "
+        f"FROM ({select}) AS picked"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [connection.ops.adapt_datefield_value(first), *params])
@@ -132,6 +137,32 @@ def past_changed_follow(sender: Any, *, since: datetime, **_: Any) -> None:
     forget_openings_since(since)
 
 
+# Following owner changes ---------------------------------------------------------------
+
+OWNER_CHUNK = 2000  # opportunity ids per statement
+
+
+def forecast_openings_owner_update(opportunity_ids: Iterable[Any]) -> None:
+    """Give the stored openings of these opportunities their opportunity's owner of now;
+    one statement per `OWNER_CHUNK` ids (idempotent)."""
+    ids = sorted({int(pk) for pk in opportunity_ids})
+    owner = Opportunity.objects.filter(pk=OuterRef("opportunity_id")).values("owner_id")[:1]
+    for first in range(0, len(ids), OWNER_CHUNK):
+        chunk = ids[first : first + OWNER_CHUNK]
+        ForecastOpening.objects.filter(opportunity_id__in=chunk).update(owner_id=Subquery(owner))
+
+
+_owners_pending = CommitBatch(forecast_openings_owner_update)
+
+
+def openings_follow(sender: Any, *, changes: list[Announcement], **_: Any) -> None:
+    """`changes_recorded` receiver (connected in `InsightsConfig.ready`): note the
+    opportunities given another owner; their openings follow once the transaction commits."""
+    _owners_pending.add(
+        *(object_id for kind, _actor, object_id, data in changes if owner_changed(kind, data))
+    )
+
+
 def first_month_with_data() -> date | None:
     """The month of the first opportunity's creation (account time zone); None without any."""
     first = Opportunity.objects.aggregate(first=Min("created_at"))["first"]
@@ -163,7 +194,9 @@ def rebuild_forecast_openings() -> int:
 __all__ = [
     "ensure_forecast_openings",
     "first_month_with_data",
+    "forecast_openings_owner_update",
     "forget_openings_since",
+    "openings_follow",
     "past_changed_follow",
     "rebuild_forecast_openings",
 ]

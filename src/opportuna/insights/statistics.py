@@ -72,7 +72,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from opportuna.accounts.models import Team, User
-from opportuna.accounts.selectors import users_managed_by, visible_owner_filter
+from opportuna.accounts.selectors import users_managed_by, visible_owner_ids
 from opportuna.insights.models import DealActivityCount, StepVisit
 from opportuna.insights.periods import (
     Period,
@@ -848,15 +848,7 @@ def chosen_owners(*, user: User, filters: StatisticsFilters) -> QuerySet[Any] | 
     few ids), instead of being matched one by one against the chosen opportunities."""
     if filters.pipeline is not None or filters.product is not None:
         return None
-    users = User.objects.order_by()
-    policy = visible_owner_filter(user, prefix="")
-    if policy is not None:
-        users = users.filter(policy)
-    if filters.owner is not None:
-        users = users.filter(pk=filters.owner)
-    if filters.team is not None:
-        users = users.filter(team_id=filters.team)
-    return users.values("pk")
+    return visible_owner_ids(user, owner=filters.owner, team=filters.team)
 
 
 def _step_visits(
@@ -1605,7 +1597,8 @@ def activities_per_outcome(
     outcome and close time), not from the activities themselves;
     `activities_per_outcome_from_activities` counts those, as the reference. Each outcome and
     type sums its own range of `deal_activity_outcome_idx` (outcome, type, close), so neither
-    database groups (SQLite would sort) the year's counts.
+    database groups (SQLite would sort) the year's counts; deals narrowed by owners only are
+    chosen by the owner each count repeats (`chosen_owners`), from the same index.
     """
     first_instant, after_end = filters.day_range()
     closed = _closed_in_range(user=user, filters=filters).filter(
@@ -1618,7 +1611,11 @@ def activities_per_outcome(
     counts = connection.ops.quote_name(DealActivityCount._meta.db_table)
     kept, sources = ("", {})
     if not every_opportunity(filters.apply(visible_opportunities(user))):
-        kept, sources = _kept("c.opportunity_id", closed)
+        owners = chosen_owners(user=user, filters=filters)
+        if owners is not None:  # by the owner each count repeats (see `_kept`: the +)
+            kept, sources = "+c.owner_id IN ({kept}) AND ", {"kept": owners}
+        else:
+            kept, sources = _kept("c.opportunity_id", closed)
     chosen_types = [activity_type.pk for activity_type in types] or [None]
     template = (
         "SELECT o.column1, t.column1, "  # noqa: S608 - a model's table
