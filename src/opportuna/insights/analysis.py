@@ -56,7 +56,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from opportuna.accounts.models import Team, User
-from opportuna.accounts.selectors import users_managed_by, visible_owner_filter
+from opportuna.accounts.selectors import (
+    users_managed_by,
+    visible_owner_filter,
+    visible_owner_ids,
+)
 from opportuna.insights.models import DealFacts, StepVisit
 from opportuna.insights.periods import local_day_range
 from opportuna.sales.models import (
@@ -728,14 +732,10 @@ def _deal_facts(*, user: User, filters: InsightFilters) -> models.QuerySet[DealF
     if filters.pipeline is not None or filters.start is not None or filters.end is not None:
         return None
     facts = DealFacts.objects.order_by()
-    owners = visible_owner_filter(user, prefix="owner")
-    if owners is not None:
-        facts = facts.filter(owners)
-    if filters.owner is not None:
-        facts = facts.filter(owner_id=filters.owner)
-    if filters.team is not None:
-        facts = facts.filter(owner__team_id=filters.team)
-    return facts
+    if visible_owner_filter(user) is None and filters.owner is None and filters.team is None:
+        return facts  # every deal's
+    owners = visible_owner_ids(user, owner=filters.owner, team=filters.team)
+    return facts.filter(owner_id__in=owners)
 
 
 # The buckets of the analysis from rows grouped by the stored values (see below).
