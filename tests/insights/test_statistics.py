@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from opportuna.insights import statistics
+from opportuna.insights.analysis import InsightFilters
 from opportuna.insights.facts import rebuild_deal_facts
 from opportuna.insights.periods import add_months
 from opportuna.insights.statistics import (
@@ -1027,3 +1028,15 @@ def test_filters_swap_reversed_dates_and_cut_a_too_long_range():
 def test_filters_round_trip_through_the_query_string():
     chosen = filters(pipeline=3, owner=4, team=5, product=6)
     assert StatisticsFilters.from_query(chosen.as_query(), today=date(2020, 1, 1)) == chosen
+
+
+def test_a_team_filter_names_the_members_without_joining_the_users(world):
+    # As the visibility door does (see tests.sales.test_visibility): no join with the users.
+    team = world["cast"].team_a.pk
+    for narrowed in (
+        filters(team=team).apply(Opportunity.objects.all()),
+        InsightFilters(team=team).narrow(Opportunity.objects.all()),
+    ):
+        sql = str(narrowed.query)
+        assert " JOIN " not in sql
+        assert '"owner_id" IN (SELECT' in sql

@@ -162,6 +162,16 @@ def test_the_owner_filter_over_users_names_the_owners_of_the_visible_opportuniti
     assert not User.objects.filter(visible_owner_filter(user, prefix="")).exists()
 
 
+@pytest.mark.parametrize("who", ["owner", "manager"])
+def test_the_door_names_the_owners_without_joining_the_users(cast, who):
+    # Joined with the users, SQLite may read them first and every opportunity of each by
+    # the owner index, from the table, instead of the index a query is written for.
+    account_update(actor=cast.admin, visibility=VisibilityPolicy.TEAM)
+    sql = str(visible_opportunities(getattr(cast, who)).query)
+    assert " JOIN " not in sql.split(" WHERE ")[0]
+    assert '"owner_id" IN (SELECT' in sql
+
+
 def test_visible_opportunities_reads_the_policy_at_query_time(cast, opps):
     queryset = visible_opportunities(cast.owner)
     account_update(actor=cast.admin, visibility=VisibilityPolicy.TEAM)

@@ -57,6 +57,7 @@ from django.utils.translation import ngettext
 
 from opportuna.accounts.models import Team, User
 from opportuna.accounts.selectors import (
+    team_members,
     users_managed_by,
     visible_owner_filter,
     visible_owner_ids,
@@ -140,7 +141,7 @@ class InsightFilters:
         if self.owner is not None:
             queryset = queryset.filter(owner_id=self.owner)
         if self.team is not None:
-            queryset = queryset.filter(owner__team_id=self.team)
+            queryset = queryset.filter(owner__in=team_members(self.team))
         return queryset
 
     def closed_in_range(self, queryset: OpportunityQuerySet) -> OpportunityQuerySet:

@@ -72,7 +72,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from opportuna.accounts.models import Team, User
-from opportuna.accounts.selectors import users_managed_by, visible_owner_ids
+from opportuna.accounts.selectors import team_members, users_managed_by, visible_owner_ids
 from opportuna.insights.models import DealActivityCount, StepVisit
 from opportuna.insights.periods import (
     Period,
@@ -189,7 +189,7 @@ class StatisticsFilters:
         if self.owner is not None:
             queryset = queryset.filter(owner_id=self.owner)
         if self.team is not None:
-            queryset = queryset.filter(owner__team_id=self.team)
+            queryset = queryset.filter(owner__in=team_members(self.team))
         if self.product is not None:
             queryset = queryset.filter(product_id=self.product)
         return queryset
