@@ -11,9 +11,8 @@ step now, and whether it entered that step more than once.
 
 The rows follow the log: a `changes_recorded` receiver (connected by `connect()`) notes the
 opportunities that a transaction creates, moves, closes, reopens, deletes or gives another
-owner, and once it
-commits `step_visits_update` recomputes their visits from the log, with two set-based
-statements per 2,000 opportunities, whatever they were before (idempotent). Data written
+owner, and once it commits `step_visits_update` recomputes their visits from the log, with two
+set-based statements per 2,000 opportunities, whatever they were before (idempotent). Data written
 around the services (the demo's bulk load, a restore, a hand-made SQL change of status or
 step) is put right by `rebuild_step_visits()`, which `opportuna rebuild_insights` runs.
 """
