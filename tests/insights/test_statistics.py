@@ -48,6 +48,7 @@ from opportuna.sales.services import (
     opportunity_close_lost,
     opportunity_close_won,
     opportunity_create,
+    opportunity_update,
 )
 from tests.factories import (
     LostReasonFactory,
@@ -765,7 +766,13 @@ def test_every_day_falls_in_its_own_week_at_both_ends(world):
         instants += [at(day, 0, 0), at(day, 23, 59)]
         day += DAY
     Activity.objects.bulk_create(
-        Activity(opportunity=opportunity, type=call, user=opportunity.owner, done_at=when)
+        Activity(
+            opportunity=opportunity,
+            type=call,
+            user=opportunity.owner,
+            opportunity_owner=opportunity.owner,
+            done_at=when,
+        )
         for when in instants
     )
     (person,) = activity_report(user=world["cast"].owner, filters=chosen, types=[call]).people
@@ -778,14 +785,17 @@ def test_every_day_falls_in_its_own_week_at_both_ends(world):
 
 def activity_world(world):
     cast = world["cast"]
-    mine = deal(world)
+    mine = deal(world, product="licence")
     theirs = deal(world, owner="other")
+    mate = deal(world, owner="teammate")
     when = at(date(2026, 3, 3))
     done(mine, "call", when)
     done(mine, "call", when + DAY)
     done(mine, "visit", when + 7 * DAY)
     done(mine, "demo", when + 8 * DAY, user=cast.teammate)  # a teammate helped
     done(theirs, "call", when)
+    done(theirs, "visit", when, user=cast.owner)  # helped on a deal of another team
+    done(mate, "call", when + 2 * DAY)
     done(mine, "email", at(date(2025, 12, 30)))  # before the range
     Activity.objects.create(  # planned, not done
         opportunity=mine, type=activity_type("call"), user=cast.owner, due_at=when
@@ -793,32 +803,87 @@ def activity_world(world):
     return mine, theirs
 
 
-@pytest.mark.parametrize("who", ["owner", "manager", "admin"])
-def test_activity_report_matches_python(world, who):
-    activity_world(world)
-    user = getattr(world["cast"], who)
-    types = activity_types()
-    report = activity_report(user=user, filters=filters(), types=types)
+def narrowed(world, narrowing):
+    """The `filters()` a narrowing names, and whether it keeps an opportunity."""
+    name, value = next(iter(narrowing.items()), (None, None))
+    if name is None:
+        return filters(), lambda _opportunity: True
+    cast = world["cast"]
+    if name == "owner":
+        pk = getattr(cast, value).pk
+        return filters(owner=pk), lambda opportunity: opportunity.owner_id == pk
+    if name == "team":
+        pk = getattr(cast, value).pk
+        return filters(team=pk), lambda opportunity: opportunity.owner.team_id == pk
+    pk = world[f"{name}s"][value].pk
+    return filters(**{name: pk}), lambda opportunity: getattr(opportunity, f"{name}_id") == pk
+
+
+def python_activity_report(world, user, keeps):
     expected = defaultdict(int)
     for a in Activity.objects.select_related("opportunity__owner", "user", "type"):
-        if a.done_at is None or not sees(world, user, a.opportunity):
+        if a.done_at is None or not sees(world, user, a.opportunity) or not keeps(a.opportunity):
             continue
         day = local_day(a.done_at)
         if START <= day <= END:
             monday = day - timedelta(days=day.weekday())
             expected[(str(a.user), monday, a.type.key)] += 1
-    found = {
+    return expected
+
+
+def found_in(report):
+    return {
         (p.name, week.monday, t.key): n
         for p in report.people
         for week in p.weeks
         for t, n in zip(report.types, week.counts, strict=True)
         if n
     }
-    assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("who", "narrowing"),
+    [
+        ("owner", {}),
+        ("manager", {}),
+        ("admin", {}),
+        ("manager", {"owner": "teammate"}),
+        ("manager", {"owner": "other"}),  # not theirs: nothing
+        ("admin", {"owner": "other"}),
+        ("admin", {"team": "team_a"}),
+        ("manager", {"product": "licence"}),
+        ("admin", {"pipeline": "sales"}),
+    ],
+)
+def test_activity_report_matches_python(world, who, narrowing):
+    activity_world(world)
+    user = getattr(world["cast"], who)
+    chosen, keeps = narrowed(world, narrowing)
+    report = activity_report(user=user, filters=chosen, types=activity_types())
+    expected = python_activity_report(world, user, keeps)
+    assert found_in(report) == expected
     assert report.total == sum(expected.values())
+    if (who, narrowing) == ("manager", {}):
+        assert report.total == 5  # the team's four in the range, not the other team's deal
     for p in report.people:
         assert p.total == sum(n for (name, _m, _t), n in expected.items() if name == p.name)
         assert p.per_week == pytest.approx(p.total / report.weeks)
+
+
+def test_the_activity_report_follows_an_owner_change(world):
+    cast = world["cast"]
+    _mine, theirs = activity_world(world)
+    before = activity_report(user=cast.manager, filters=filters(), types=activity_types())
+
+    opportunity_update(
+        opportunity=theirs, actor=cast.admin, version=theirs.version, owner=cast.teammate
+    )
+
+    report = activity_report(user=cast.manager, filters=filters(), types=activity_types())
+    assert report.total == before.total + 2  # the other team's deal is now the team's
+    assert found_in(report) == python_activity_report(world, cast.manager, lambda _o: True)
+    other = activity_report(user=cast.other, filters=filters(), types=activity_types())
+    assert other.total == 0
 
 
 def test_activities_per_won_and_lost_deal(world):

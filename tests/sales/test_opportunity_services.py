@@ -1,8 +1,10 @@
 """Services on an opportunity's life: create, update, move, plan, close, reopen, duplicate."""
 
+import importlib
 from datetime import date, datetime, time, timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
@@ -11,6 +13,7 @@ from opportuna.accounts.services import account_update
 from opportuna.sales.errors import ConflictError, SalesRuleError
 from opportuna.sales.fieldtext import clean_field_values
 from opportuna.sales.models import (
+    Activity,
     Contact,
     EventKind,
     FieldKind,
@@ -20,6 +23,8 @@ from opportuna.sales.models import (
     Tag,
 )
 from opportuna.sales.services import (
+    activity_log,
+    activity_plan,
     opportunity_cancel,
     opportunity_close_lost,
     opportunity_close_won,
@@ -41,6 +46,7 @@ from tests.factories import (
     ProductFactory,
     TagFactory,
     UserFactory,
+    activity_type,
     make_cast,
 )
 
@@ -323,6 +329,45 @@ def test_update_records_before_and_after_of_changed_fields(cast, opp):
     event = only_event(opp, EventKind.UPDATED)
     assert event.actor == cast.owner
     assert event.changes == {"amount": [1000_00, 2000_00], "client": [None, client.pk]}
+
+
+def test_activities_repeat_their_opportunitys_owner_and_follow_a_new_one(cast, opp):
+    other = OpportunityFactory(owner=cast.owner, pipeline=cast.pipeline)
+    logged = activity_log(opportunity=opp, actor=cast.manager, type=activity_type("call"))
+    planned = activity_plan(
+        opportunity=opp,
+        actor=cast.owner,
+        type=activity_type("visit"),
+        due_at=timezone.now() + timedelta(days=1),
+        user=cast.teammate,
+    )
+    elsewhere = activity_log(opportunity=other, actor=cast.owner, type=activity_type("call"))
+    assert {a.opportunity_owner_id for a in (logged, planned, elsewhere)} == {cast.owner.pk}
+
+    opportunity_update(
+        opportunity=opp, actor=cast.manager, version=opp.version, owner=cast.teammate
+    )
+
+    owners = dict(Activity.objects.values_list("pk", "opportunity_owner_id"))
+    assert owners == {
+        logged.pk: cast.teammate.pk,
+        planned.pk: cast.teammate.pk,
+        elsewhere.pk: cast.owner.pk,  # another opportunity's stay
+    }
+
+
+def test_the_migration_gives_every_activity_its_opportunitys_owner(cast, opp):
+    logged = activity_log(opportunity=opp, actor=cast.owner, type=activity_type("call"))
+    # As the rows stood before the migration: no owner (a wrong one here, the column is not
+    # nullable any more).
+    Activity.objects.update(opportunity_owner=cast.other)
+
+    migration = importlib.import_module(
+        "opportuna.sales.migrations.0019_activity_opportunity_owner"
+    )
+    migration.fill(django_apps, None)
+
+    assert Activity.objects.get(pk=logged.pk).opportunity_owner_id == cast.owner.pk
 
 
 def test_update_event_leaves_out_unchanged_fields(cast, opp):

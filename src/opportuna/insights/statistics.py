@@ -365,6 +365,27 @@ def _kept(column: str, opportunities: QuerySet[Any]) -> tuple[str, dict[str, Que
     return f"+{column} IN ({{kept}}) AND ", {"kept": opportunities.order_by().values("pk")}
 
 
+def _kept_by_owner(
+    *,
+    user: User,
+    filters: StatisticsFilters,
+    opportunity: str,
+    owner: str,
+    opportunities: QuerySet[Any] | None = None,
+) -> tuple[str, dict[str, QuerySet[Any]]]:
+    """`_kept` for rows that repeat their opportunity's `owner` as well as the `opportunity`:
+    narrowed by owners only, the rows are kept by the owner (`chosen_owners`: a few ids);
+    else matched with `opportunities` (the ones `filters` keep of those `user` sees, unless
+    given)."""
+    chosen = filters.apply(visible_opportunities(user))
+    if every_opportunity(chosen):
+        return "", {}
+    owners = chosen_owners(user=user, filters=filters)
+    if owners is not None:
+        return f"+{owner} IN ({{kept}}) AND ", {"kept": owners}
+    return _kept(opportunity, chosen if opportunities is None else opportunities)
+
+
 @dataclass(frozen=True)
 class Quantiles:
     """How many values, and their quartiles (continuous: interpolated between ranks)."""
@@ -1449,11 +1470,15 @@ def activity_types() -> list[ActivityType]:
 
 
 def _activities_of(*, user: User, filters: StatisticsFilters) -> QuerySet[Activity]:
-    """The activities of the opportunities `user` sees that the filters keep."""
+    """The activities of the opportunities `user` sees that the filters keep: narrowed by
+    owners only, chosen by the owner each activity repeats (`chosen_owners`)."""
     opportunities = filters.apply(visible_opportunities(user))
     activities = Activity.objects.order_by()
     if every_opportunity(opportunities):
         return activities
+    owners = chosen_owners(user=user, filters=filters)
+    if owners is not None:
+        return activities.filter(opportunity_owner__in=owners)
     return activities.filter(opportunity__in=opportunities.order_by().values("pk"))
 
 
@@ -1539,7 +1564,9 @@ def _weekly_counts_sqlite(
         for i, monday in enumerate(mondays)
     ]
     chosen_types = [activity_type.pk for activity_type in types] or [None]
-    kept, sources = _kept("a.opportunity_id", filters.apply(visible_opportunities(user)))
+    kept, sources = _kept_by_owner(
+        user=user, filters=filters, opportunity="a.opportunity_id", owner="a.opportunity_owner_id"
+    )
     template = (
         "SELECT u.id, u.first_name, u.last_name, u.username, w.column1, t.column1, "  # noqa: S608 - models' tables
         f"(SELECT COUNT(*) FROM {activities} a WHERE {kept}a.user_id = u.id "
@@ -1609,13 +1636,13 @@ def activities_per_outcome(
     )
     connection = connections[closed.db]
     counts = connection.ops.quote_name(DealActivityCount._meta.db_table)
-    kept, sources = ("", {})
-    if not every_opportunity(filters.apply(visible_opportunities(user))):
-        owners = chosen_owners(user=user, filters=filters)
-        if owners is not None:  # by the owner each count repeats (see `_kept`: the +)
-            kept, sources = "+c.owner_id IN ({kept}) AND ", {"kept": owners}
-        else:
-            kept, sources = _kept("c.opportunity_id", closed)
+    kept, sources = _kept_by_owner(
+        user=user,
+        filters=filters,
+        opportunity="c.opportunity_id",
+        owner="c.owner_id",
+        opportunities=closed,
+    )
     chosen_types = [activity_type.pk for activity_type in types] or [None]
     template = (
         "SELECT o.column1, t.column1, "  # noqa: S608 - a model's table

@@ -589,6 +589,18 @@ class Activity(models.Model):
         on_delete=models.PROTECT,
         related_name="activities",
     )
+    # The opportunity's owner, repeated so that a view narrowed by owners (a manager's team)
+    # keeps activities by `opportunity_owner IN (a few users)` read from the indexes below,
+    # instead of matching each with the visible opportunities. `save` fills it; an owner
+    # change updates it (`services.opportunities.opportunity_update`).
+    opportunity_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("opportunity owner"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        editable=False,
+    )
     due_at = models.DateTimeField(_("due"), null=True, blank=True)
     done_at = models.DateTimeField(_("done"), null=True, blank=True)
     note = models.TextField(_("note"), blank=True)
@@ -610,17 +622,18 @@ class Activity(models.Model):
             # Timeline of an opportunity and behaviour analysis (activities before closing).
             models.Index(fields=["opportunity", "done_at"], name="activity_timeline_idx"),
             # Activity report on SQLite: each person's activities of a type done in a week
-            # counted from this index alone (the opportunity for a narrowed set of deals).
+            # counted from this index alone (the opportunity or its owner for a narrowed set
+            # of deals).
             models.Index(
-                fields=["user", "type", "done_at", "opportunity"],
+                fields=["user", "type", "done_at", "opportunity", "opportunity_owner"],
                 condition=Q(done_at__isnull=False),
                 name="activity_user_type_idx",
             ),
             # Activity report on PostgreSQL: the activities done in a date range, per
-            # salesperson, week and type, from this index alone (the opportunity for a
-            # narrowed set of deals).
+            # salesperson, week and type, from this index alone (the opportunity or its
+            # owner for a narrowed set of deals).
             models.Index(
-                fields=["done_at", "user", "type", "opportunity"],
+                fields=["done_at", "user", "type", "opportunity", "opportunity_owner"],
                 condition=Q(done_at__isnull=False),
                 name="activity_done_idx",
             ),
@@ -628,6 +641,11 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type_id}: {self.note[:40]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.opportunity_owner_id is None:
+            self.opportunity_owner_id = self.opportunity.owner_id
+        super().save(*args, **kwargs)
 
     @property
     def is_planned(self) -> bool:

@@ -331,7 +331,7 @@ class Bulk:
         note = self.rng.choice(words.ACTIVITY_NOTES[key])
         at = self.rows.stamp(minute)
         self.rows.activities.rows.append(
-            (aid, life.id, self.types[key], life.owner_id, None, at, note, at)
+            (aid, life.id, self.types[key], life.owner_id, life.owner_id, None, at, note, at)
         )
         data = {"activity": aid, "type": key, "done_at": self.rows.iso(minute)}
         life.record(minute, EventKind.ACTIVITY_LOGGED, data=data)
@@ -425,6 +425,7 @@ class Bulk:
                 aid,
                 life.id,
                 self.types[key],
+                life.owner_id,
                 life.owner_id,
                 self.rows.stamp(due),
                 None,

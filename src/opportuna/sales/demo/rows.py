@@ -81,7 +81,9 @@ class Rows:
         )
         self.contacts = Table(Contact, "opportunity position name role email phone")
         self.tags = Table(Opportunity.tags.through, "opportunity tag")
-        self.activities = Table(Activity, "id opportunity type user due_at done_at note created_at")
+        self.activities = Table(
+            Activity, "id opportunity type user opportunity_owner due_at done_at note created_at"
+        )
         self.comments = Table(Comment, "id opportunity author body pinned created_at edited_at")
         self.events = Table(OpportunityEvent, "opportunity actor at kind changes data")
         self.next_id = {

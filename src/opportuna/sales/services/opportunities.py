@@ -17,6 +17,7 @@ from opportuna.accounts.selectors import users_managed_by
 from opportuna.sales.errors import SalesRuleError
 from opportuna.sales.fieldtext import clean_field_values
 from opportuna.sales.models import (
+    Activity,
     Client,
     Contact,
     EventKind,
@@ -241,6 +242,8 @@ def opportunity_update(
     if not changes:
         return opp
     save_changes(opp, list(changes))
+    if "owner" in changes:  # the activities repeat their opportunity's owner
+        Activity.objects.filter(opportunity=opp).update(opportunity_owner_id=opp.owner_id)
     record(opp, actor, EventKind.UPDATED, changes=changes)
     return opp
 
