@@ -40,7 +40,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext, ngettext
 
 from opportuna.accounts.models import Team, User, VisibilityPolicy
-from opportuna.accounts.selectors import visible_owner_filter
+from opportuna.accounts.selectors import team_members, visible_owner_filter
 from opportuna.insights.models import Target
 from opportuna.insights.periods import (
     DatePeriodKey,
@@ -531,7 +531,7 @@ class ForecastFilters:
     def apply(self, queryset: OpportunityQuerySet) -> OpportunityQuerySet:
         exact = {
             "owner_id": self.owner,
-            "owner__team_id": self.team,
+            "owner__in": None if self.team is None else team_members(self.team),
             "pipeline_id": self.pipeline,
             "product_id": self.product,
             "client_id": self.client,

@@ -22,6 +22,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from opportuna.accounts.models import User
+from opportuna.accounts.selectors import team_members
 from opportuna.sales.models import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -171,7 +172,7 @@ def api_opportunities(*, user: User, filters: OpportunityFilters) -> Opportunity
     queryset = visible_opportunities(user)
     exact = {
         "owner_id": user.pk if filters.mine else filters.owner,
-        "owner__team_id": filters.team,
+        "owner__in": None if filters.team is None else team_members(filters.team),
         "pipeline_id": filters.pipeline,
         "step_id": filters.step,
         "client_id": filters.client,

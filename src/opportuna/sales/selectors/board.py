@@ -25,7 +25,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from opportuna.accounts.models import Team, User
-from opportuna.accounts.selectors import users_managed_by
+from opportuna.accounts.selectors import team_members, users_managed_by
 from opportuna.sales.models import (
     Opportunity,
     OpportunityQuerySet,
@@ -167,7 +167,7 @@ class BoardFilters:
         if self.owner is not None:
             queryset = queryset.filter(owner_id=self.owner)
         if self.team is not None:
-            queryset = queryset.filter(owner__team_id=self.team)
+            queryset = queryset.filter(owner__in=team_members(self.team))
         if self.tag is not None:
             through = Opportunity.tags.through
             queryset = queryset.filter(

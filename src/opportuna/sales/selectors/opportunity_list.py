@@ -11,7 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from opportuna.accounts.models import Team, User
-from opportuna.accounts.selectors import users_managed_by
+from opportuna.accounts.selectors import team_members, users_managed_by
 from opportuna.sales.models import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -121,7 +121,7 @@ def _filtered(user: User, filters: ListFilters) -> OpportunityQuerySet:
     queryset = visible_opportunities(user)
     exact = {
         "owner_id": user.pk if filters.mine else filters.owner,
-        "owner__team_id": filters.team,
+        "owner__in": None if filters.team is None else team_members(filters.team),
         "product_id": filters.product,
         "client_id": filters.client,
         "pipeline_id": filters.pipeline,
