@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -130,6 +131,24 @@ class Target(models.Model):
         return self.team_id is None and self.user_id is None
 
 
+def repeated_owner(**options: Any) -> models.ForeignKey[Any]:
+    """A derived row's copy of its opportunity's owner, so that a view narrowed by owners
+    only (a manager's, a salesperson's, one owner's or one team's) chooses the rows by it,
+    `owner_id IN` a few users, instead of matching each with the visible opportunities.
+    Kept in step when an edit changes the owner; null only on a row written around the
+    services (`opportuna rebuild_insights` writes it again). Not indexed alone: each model's
+    indexes hold it where its readers need it."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        **options,
+    )
+
+
 class DealFacts(models.Model):
     """What had happened by the time a closed opportunity closed; one row per won or lost deal.
 
@@ -147,19 +166,9 @@ class DealFacts(models.Model):
     )
     won = models.BooleanField(_("won"))
     closed_at = models.DateTimeField(_("closed"))
-    # The deal's owner, repeated so that a view narrowed by owners only (every deal, a
-    # manager's, one owner's or team's) groups the facts alone for the behaviour analysis
-    # and the calibration; kept in step when the owner changes (`insights.facts`). Null
-    # only on a row written around the services (migration 0011 filled the older ones).
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("owner"),
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,  # deal_facts_owner_idx serves it
-    )
+    # Every deal's, or some owners' facts are grouped alone for the behaviour analysis and
+    # the calibration; kept in step by `insights.facts` (migration 0011 filled older rows).
+    owner = repeated_owner(verbose_name=_("owner"))  # deal_facts_owner_idx serves it
     # Visits done before the first demo; None when there was no demo before closing.
     visits_before_demo = models.PositiveSmallIntegerField(null=True, blank=True)
     # Whole days from creation to the first activity; None without any activity.
@@ -219,15 +228,8 @@ class DealActivityCount(models.Model):
     count = models.PositiveIntegerField()
     won = models.BooleanField(_("won"))
     closed_at = models.DateTimeField(_("closed"))
-    # Null only on a row written around the services (migration 0014 filled the older ones).
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,  # deal_activity_outcome_idx holds it
-    )
+    # Kept in step with the facts (migration 0014 filled older rows).
+    owner = repeated_owner()  # deal_activity_outcome_idx holds it
 
     class Meta:
         constraints = [
@@ -267,24 +269,15 @@ class ForecastOpening(models.Model):
     """An opportunity that, at the first instant of `month`, was open and expected to close
     in that month, with the amount and probability it carried then: what the forecast said.
 
-    It repeats the opportunity's owner of today (who may see it, and the owner and team
-    filters, are today's), kept in step when the owner changes (`insights.openings`), so the
-    openings of a view narrowed by owners only are chosen by it, without matching each one
-    with the visible opportunities. Null only on a row written around the services
-    (migration 0015 filled the older ones)."""
+    It repeats the opportunity's owner of today (`repeated_owner`: who may see it, and the
+    owner and team filters, are today's), kept in step by `insights.openings` (migration
+    0015 filled older rows)."""
 
     month = models.DateField(_("month"))
     opportunity = models.ForeignKey(
         "sales.Opportunity", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,  # forecast_opening_owner_idx holds it
-    )
+    owner = repeated_owner()  # forecast_opening_owner_idx holds it
     amount = models.BigIntegerField()
     probability = models.PositiveSmallIntegerField()
 
@@ -324,19 +317,8 @@ class StepVisit(models.Model):
     # The opportunity's creation (which never changes): the funnel follows the opportunities
     # created in its range, and finds their visits by this without reading the opportunities.
     opened_at = models.DateTimeField()
-    # The opportunity's owner, repeated so that a funnel narrowed by owners only (a
-    # manager's, a salesperson's, one owner's or team's) chooses the visits by it, without
-    # matching them against the visible opportunities; kept in step when the owner changes
-    # (`insights.steps`). Null only on a row written around the services (migration 0013
-    # filled the older ones).
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,  # step_visit_tally_idx holds it for the funnel
-    )
+    # For the funnel; kept in step by `insights.steps` (migration 0013 filled older rows).
+    owner = repeated_owner()  # step_visit_tally_idx holds it
     step = models.ForeignKey(
         "sales.Step",
         on_delete=models.DO_NOTHING,
