@@ -144,6 +144,14 @@ class InsightFilters:
             queryset = queryset.filter(owner__in=team_members(self.team))
         return queryset
 
+    def chosen_owners(self, user: User) -> models.QuerySet[User] | None:
+        """The ids of the users whose opportunities `narrow(visible_opportunities(user))`
+        keeps, when nothing but owners narrows them (no pipeline), for rows that repeat their
+        opportunity's owner; None otherwise (see `StatisticsFilters.chosen_owners`)."""
+        if self.pipeline is not None:
+            return None
+        return visible_owner_ids(user, owner=self.owner, team=self.team)
+
     def closed_in_range(self, queryset: OpportunityQuerySet) -> OpportunityQuerySet:
         if self.start is not None:
             queryset = queryset.filter(closed_at__gte=local_day_range(self.start, self.start)[0])
@@ -730,12 +738,12 @@ def _deal_facts(*, user: User, filters: InsightFilters) -> models.QuerySet[DealF
     fact repeats, when nothing but owners narrows those deals: who `user` may see (the same
     condition `visible_opportunities` puts on the owner), the owner and team filters; no
     pipeline, no dates. None otherwise: then the deals are joined with their facts."""
-    if filters.pipeline is not None or filters.start is not None or filters.end is not None:
+    owners = filters.chosen_owners(user)
+    if owners is None or filters.start is not None or filters.end is not None:
         return None
     facts = DealFacts.objects.order_by()
     if visible_owner_filter(user) is None and filters.owner is None and filters.team is None:
         return facts  # every deal's
-    owners = visible_owner_ids(user, owner=filters.owner, team=filters.team)
     return facts.filter(owner_id__in=owners)
 
 

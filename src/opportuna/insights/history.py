@@ -34,7 +34,6 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from opportuna.accounts.models import User
-from opportuna.accounts.selectors import visible_owner_ids
 from opportuna.insights.analysis import InsightFilters
 from opportuna.insights.models import ForecastMonth, ForecastOpening, StepVisit
 from opportuna.insights.periods import (
@@ -387,10 +386,10 @@ def _said(
     openings = ForecastOpening.objects.filter(month__in=firsts)
     # Without filters every opportunity is visible, and each opening's opportunity exists
     # (deleting one deletes its openings): no need to look.
-    if visible.query.has_filters() and filters.pipeline is None:
+    owners = filters.chosen_owners(user) if visible.query.has_filters() else None
+    if owners is not None:
         # Narrowed by owners only: by the owner each opening repeats, from the index that
         # holds the month, the owner and what is summed.
-        owners = visible_owner_ids(user, owner=filters.owner, team=filters.team)
         openings = openings.filter(owner_id__in=owners)
     elif visible.query.has_filters():
         # EXISTS per stored row, not `IN (the visible ids)`: SQLite would probe the openings'

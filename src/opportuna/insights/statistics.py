@@ -198,6 +198,18 @@ class StatisticsFilters:
         """[first instant of start, first instant after end) in the account's time zone."""
         return local_day_range(self.start, self.end)
 
+    def chosen_owners(self, user: User) -> QuerySet[User] | None:
+        """The ids of the users whose opportunities `apply(visible_opportunities(user))`
+        keeps, when nothing but owners narrows them: who `user` may see, the owner and team
+        filters. None when a pipeline or a product narrows them too.
+
+        Rows that repeat their opportunity's owner (`models.repeated_owner`, the activities'
+        `opportunity_owner`) are then chosen by it, `owner_id IN` these few ids, instead of
+        being matched one by one with the chosen opportunities."""
+        if self.pipeline is not None or self.product is not None:
+            return None
+        return visible_owner_ids(user, owner=self.owner, team=self.team)
+
 
 @dataclass(frozen=True)
 class FilterChoices:
@@ -374,13 +386,13 @@ def _kept_by_owner(
     opportunities: QuerySet[Any] | None = None,
 ) -> tuple[str, dict[str, QuerySet[Any]]]:
     """`_kept` for rows that repeat their opportunity's `owner` as well as the `opportunity`:
-    narrowed by owners only, the rows are kept by the owner (`chosen_owners`: a few ids);
-    else matched with `opportunities` (the ones `filters` keep of those `user` sees, unless
-    given)."""
+    narrowed by owners only, the rows are kept by the owner (`filters.chosen_owners`: a few
+    ids); else matched with `opportunities` (the ones `filters` keep of those `user` sees,
+    unless given)."""
     chosen = filters.apply(visible_opportunities(user))
     if every_opportunity(chosen):
         return "", {}
-    owners = chosen_owners(user=user, filters=filters)
+    owners = filters.chosen_owners(user)
     if owners is not None:
         return f"+{owner} IN ({{kept}}) AND ", {"kept": owners}
     return _kept(opportunity, chosen if opportunities is None else opportunities)
@@ -859,19 +871,6 @@ def every_opportunity(opportunities: QuerySet[Any]) -> bool:
     return not query.where and not query.is_sliced and query.combinator is None
 
 
-def chosen_owners(*, user: User, filters: StatisticsFilters) -> QuerySet[Any] | None:
-    """The ids of the users whose opportunities `filters.apply(visible_opportunities(user))`
-    keeps, when nothing but owners narrows them: who `user` may see (the condition
-    `visible_opportunities` puts on the owner), the owner and team filters. None when a
-    pipeline or a product narrows them too.
-
-    Rows that repeat their opportunity's owner are then chosen by it (`owner_id IN` these
-    few ids), instead of being matched one by one against the chosen opportunities."""
-    if filters.pipeline is not None or filters.product is not None:
-        return None
-    return visible_owner_ids(user, owner=filters.owner, team=filters.team)
-
-
 def _step_visits(
     *, user: User, filters: StatisticsFilters, now: datetime, in_group_order: bool = False
 ) -> QuerySet[Any]:
@@ -882,7 +881,8 @@ def _step_visits(
     (`again`), the time it counts in days (`val`: the stay, or for a stay still going on
     the wait so far; NULL for a stay that lasts on a closed or moved opportunity) and that
     time's `bin`. Narrowed by owners only, the visits are chosen by the owner each one
-    repeats (`chosen_owners`); by a pipeline or a product, matched with the opportunities.
+    repeats (`filters.chosen_owners`); by a pipeline or a product, matched with the
+    opportunities.
 
     `in_group_order`: for grouping them as `_visit_tally` does. SQLite, which groups by
     sorting, then reads every visit from `step_visit_tally_idx`, already in that order,
@@ -897,7 +897,7 @@ def _step_visits(
         visits = StepVisit.objects.filter(opened_at__gte=first_instant, opened_at__lt=after_end)
     chosen = filters.apply(visible_opportunities(user))
     if not every_opportunity(chosen):
-        owners = chosen_owners(user=user, filters=filters)
+        owners = filters.chosen_owners(user)
         if owners is not None:  # by the owner each visit repeats
             visits = visits.filter(owner_id__in=owners)
         else:
@@ -1471,12 +1471,12 @@ def activity_types() -> list[ActivityType]:
 
 def _activities_of(*, user: User, filters: StatisticsFilters) -> QuerySet[Activity]:
     """The activities of the opportunities `user` sees that the filters keep: narrowed by
-    owners only, chosen by the owner each activity repeats (`chosen_owners`)."""
+    owners only, chosen by the owner each activity repeats (`StatisticsFilters.chosen_owners`)."""
     opportunities = filters.apply(visible_opportunities(user))
     activities = Activity.objects.order_by()
     if every_opportunity(opportunities):
         return activities
-    owners = chosen_owners(user=user, filters=filters)
+    owners = filters.chosen_owners(user)
     if owners is not None:
         return activities.filter(opportunity_owner__in=owners)
     return activities.filter(opportunity__in=opportunities.order_by().values("pk"))
@@ -1625,7 +1625,7 @@ def activities_per_outcome(
     `activities_per_outcome_from_activities` counts those, as the reference. Each outcome and
     type sums its own range of `deal_activity_outcome_idx` (outcome, type, close), so neither
     database groups (SQLite would sort) the year's counts; deals narrowed by owners only are
-    chosen by the owner each count repeats (`chosen_owners`), from the same index.
+    chosen by the owner each count repeats (`StatisticsFilters.chosen_owners`), from the same index.
     """
     first_instant, after_end = filters.day_range()
     closed = _closed_in_range(user=user, filters=filters).filter(
