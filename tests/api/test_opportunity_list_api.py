@@ -3,12 +3,16 @@
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from opportuna.accounts.tokens import api_token_authenticate
 from opportuna.sales.models import Opportunity, Status
+from opportuna.sales.selectors.api import OpportunityFilters, opportunity_api_page
 from tests.api.test_opportunities_api import Api
 from tests.factories import ClientFactory, OpportunityFactory, ProductFactory, make_cast
+from tests.plans import postgres_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +43,21 @@ def walk(api, params, limit=2):
         cursor = response.json()["next_cursor"]
         if cursor is None:
             return seen
+
+
+@pytest.mark.parametrize("sort", ["-id", "id", "-created_at", "amount"])
+def test_a_page_in_a_not_null_order_is_read_from_its_index_without_sorting(cast, sort):
+    for amount in (3, 1, 2):
+        opportunity(cast, amount=amount)
+    with CaptureQueriesContext(connection) as queries:
+        opportunity_api_page(user=cast.admin, filters=OpportunityFilters(), sort=sort)
+    sql = queries.captured_queries[0]["sql"]  # the rows (tags and contacts next)
+    # As for the web list (tests.web.test_opportunity_list): no NULLS LAST on a NOT NULL key,
+    # which PostgreSQL would answer by sorting every visible row (the default page: 0.33 s
+    # at 1M).
+    assert "NULLS" not in sql
+    if connection.vendor == "postgresql":
+        assert "Sort" not in postgres_plan(sql)
 
 
 @pytest.mark.parametrize("sort", ["amount", "-amount", "title", "-created_at"])

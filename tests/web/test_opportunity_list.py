@@ -4,7 +4,9 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client as Browser
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,6 +27,7 @@ from tests.factories import (
     TagFactory,
     make_cast,
 )
+from tests.plans import postgres_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -186,6 +189,19 @@ def test_keyset_pages_follow_each_sort_without_duplicates_or_gaps(cast, sort):
         if cursor is None:
             break
     assert seen == _expected(sort)
+
+
+@pytest.mark.parametrize("sort", ["-created_at", "created_at", "-amount", "amount"])
+def test_a_page_in_a_not_null_order_is_read_from_its_index_without_sorting(cast, sort):
+    _sort_fixture(cast)
+    with CaptureQueriesContext(connection) as queries:
+        opportunity_list_page(user=cast.admin, filters=ListFilters(), sort=sort)
+    sql = queries.captured_queries[0]["sql"]  # the rows (their tags next)
+    # NULLS LAST on a NOT NULL key: PostgreSQL does not know no NULL is there, does not read
+    # the index in that order, and sorts every visible row for one page (1.2 s at 1M).
+    assert "NULLS" not in sql
+    if connection.vendor == "postgresql":
+        assert "Sort" not in postgres_plan(sql)
 
 
 def test_next_link_keeps_filters_and_sort(client, cast):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-from django.db.models import F, Max, Prefetch
+from django.db.models import Max, Prefetch
 from django.utils import timezone
 
 from opportuna.accounts.models import User
@@ -32,6 +32,7 @@ from opportuna.sales.selectors.opportunity_list import (
     DEFAULT_SORT,
     ListFilters,
     _filtered,
+    list_ordering,
     parse_sort,
 )
 
@@ -86,19 +87,12 @@ def opportunity_export(
     # The description reads best last, after the short columns.
     description = headers.index(str(OPPORTUNITY_TARGETS["description"]))
     headers.append(headers.pop(description))
-    sort = parse_sort(sort)
-    key = sort.lstrip("-")
-    ordering = (
-        [F(key).desc(nulls_last=True), F("pk").desc()]
-        if sort.startswith("-")
-        else [F(key).asc(nulls_last=True), F("pk").asc()]
-    )
     rows = (
         queryset.select_related("client", "owner", "pipeline", "step", "product", "lost_reason")
         .prefetch_related(
             "tags", Prefetch("contacts", queryset=Contact.objects.order_by("position", "pk"))
         )
-        .order_by(*ordering)
+        .order_by(*list_ordering(parse_sort(sort)))
     )
 
     def lines() -> Iterator[list[Cell]]:

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.expressions import OrderBy
 from django.utils import timezone
 
 from opportuna.accounts.models import User
@@ -111,6 +112,15 @@ def _after(key: str, descending: bool, nullable: bool, value: Any, pk: int) -> Q
     return after | Q(**{f"{key}__isnull": True}) if nullable else after
 
 
+def keyset_order(field: F, descending: bool, nullable: bool = False) -> OrderBy:
+    """`field` in the page's direction, NULLs last. Said only of a nullable key: on a NOT
+    NULL one, PostgreSQL would not read `NULLS LAST` from an index in that order (it does not
+    know no NULL is there) and would sort every row to give one page."""
+    if descending:
+        return field.desc(nulls_last=True) if nullable else field.desc()
+    return field.asc(nulls_last=True) if nullable else field.asc()
+
+
 @dataclass(frozen=True)
 class Page:
     rows: list[Any]
@@ -135,10 +145,7 @@ def keyset_page(
         value, pk = _decode(cursor, sort, kinds[key], key in nullable)
         queryset = queryset.filter(_after(key, descending, key in nullable, value, pk))
     field = F("pk") if key == "id" else F(key)
-    if descending:
-        ordering = [field.desc(nulls_last=True), F("pk").desc()]
-    else:
-        ordering = [field.asc(nulls_last=True), F("pk").asc()]
+    ordering = [keyset_order(field, descending, key in nullable), keyset_order(F("pk"), descending)]
     rows = list(queryset.order_by(*ordering)[: limit + 1])
     if len(rows) <= limit:
         return Page(rows, None)

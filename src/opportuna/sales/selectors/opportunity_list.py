@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core import signing
 from django.db.models import F, Q
+from django.db.models.expressions import OrderBy
 from django.utils import timezone
 
 from opportuna.accounts.models import Team, User
@@ -25,6 +26,7 @@ from opportuna.sales.models import (
 )
 from opportuna.sales.search import opportunity_match_q
 from opportuna.sales.selectors import visible_opportunities
+from opportuna.sales.selectors.api import keyset_order
 
 PAGE_SIZE = 50
 # Sortable columns: the allow-list, and the field each one reads.
@@ -37,6 +39,7 @@ SORT_KEYS = (
     "created_at",
 )
 DEFAULT_SORT = "-created_at"
+_NULLABLE_KEYS = frozenset({"expected_close_date", "next_action_at"})
 _DATE_KEYS = {"expected_close_date"}
 _DATETIME_KEYS = {"next_action_at", "created_at"}
 _CURSOR_SALT = "opportuna.sales.opportunity_list"
@@ -200,11 +203,17 @@ def _after(sort: str, position: tuple[Any, int]) -> Q:
     beyond = "lt" if descending else "gt"
     if value is None:
         return Q(**{f"{key}__isnull": True, f"pk__{beyond}": pk})
-    return (
-        Q(**{f"{key}__{beyond}": value})
-        | Q(**{key: value, f"pk__{beyond}": pk})
-        | Q(**{f"{key}__isnull": True})
-    )
+    after = Q(**{f"{key}__{beyond}": value}) | Q(**{key: value, f"pk__{beyond}": pk})
+    return after | Q(**{f"{key}__isnull": True}) if key in _NULLABLE_KEYS else after
+
+
+def list_ordering(sort: str) -> list[OrderBy]:
+    """The order of a sort from `parse_sort`, then the id; empty keys last either way."""
+    key, descending = sort.lstrip("-"), sort.startswith("-")
+    return [
+        keyset_order(F(key), descending, key in _NULLABLE_KEYS),
+        keyset_order(F("pk"), descending),
+    ]
 
 
 def opportunity_list_page(
@@ -217,20 +226,15 @@ def opportunity_list_page(
 ) -> ListPage:
     """One keyset page of the visible opportunities matching `filters`: two queries."""
     sort = parse_sort(sort)
-    key = sort.lstrip("-")
     queryset = _filtered(user, filters)
     position = read_cursor(sort, cursor)
     if position is not None:
         queryset = queryset.filter(_after(sort, position))
-    if sort.startswith("-"):
-        ordering = [F(key).desc(nulls_last=True), F("pk").desc()]
-    else:
-        ordering = [F(key).asc(nulls_last=True), F("pk").asc()]
     rows = list(
         queryset.with_card_relations()
         .select_related("pipeline")
         .with_weighted_amount()
-        .order_by(*ordering)[: page_size + 1]
+        .order_by(*list_ordering(sort))[: page_size + 1]
     )
     next_cursor = make_cursor(sort, rows[page_size - 1]) if len(rows) > page_size else None
     return ListPage(rows=rows[:page_size], sort=sort, next_cursor=next_cursor, filters=filters)
