@@ -3,6 +3,7 @@
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from opportuna.sales.search import search_index_rebuild, search_terms, sqlite_match
@@ -21,6 +22,7 @@ from tests.factories import (
     OpportunityFactory,
     make_cast,
 )
+from tests.plans import postgres_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -123,6 +125,22 @@ def test_finds_a_client_folder_and_its_opportunities(client, cast, create):
     results = search_everything(user=cast.owner, text="quercia")
     assert [c.pk for c in results.clients] == [folder.pk]
     assert [o.pk for o in results.elsewhere] == [opp.pk]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's plan")
+def test_client_folders_are_found_by_the_text_index_before_being_sorted(cast):
+    folders = [ClientFactory(name=f"{letter} Quercia") for letter in "CAB"]
+    ClientFactory(name="Olmo")
+    with CaptureQueriesContext(connection) as queries:
+        results = search_everything(user=cast.admin, text="quercia")
+    assert [c.name for c in results.clients] == sorted(f.name for f in folders)
+    (sql,) = [q["sql"] for q in queries.captured_queries if 'FROM "sales_client"' in q["sql"]]
+    # Even where a sort is priced out, a folder's text is only read through the text index,
+    # never computed for each folder of the name index in order until enough match (2 s at
+    # 73,000 folders for a name late in the alphabet).
+    plan = postgres_plan(sql, priced_out=["seqscan", "sort"])
+    assert "sales_client_search_idx" in plan
+    assert "Filter: (to_tsvector" not in plan
 
 
 def test_never_returns_an_outsiders_opportunity(client, cast, create):

@@ -135,8 +135,16 @@ def search_everything(*, user: User, text: str, limit: int = GROUP_LIMIT) -> Sea
             limit=limit,
             snippet_query=anywhere,
         )
+        # The matching folders first, from the text index, then sorted by name: OFFSET 0
+        # keeps PostgreSQL from walking the name index and computing every folder's text
+        # until it meets enough matches (2 s at 73,000 folders for a name late in the
+        # alphabet, against 20 ms this way).
         clients = visible_clients(user).extra(  # noqa: S610 - constant SQL
-            where=[f"{POSTGRESQL_CLIENT_DOCUMENT} @@ to_tsquery('simple'::regconfig, %s)"],
+            where=[
+                "sales_client.id IN (SELECT sales_client.id FROM sales_client "  # noqa: S608
+                f"WHERE {POSTGRESQL_CLIENT_DOCUMENT} @@ to_tsquery('simple'::regconfig, %s) "
+                "OFFSET 0)"
+            ],
             params=[anywhere],
         )
     else:
