@@ -19,9 +19,11 @@ from django.db.models import (
     Exists,
     OuterRef,
     Q,
+    QuerySet,
     Sum,
     Value,
 )
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from opportuna.accounts.models import Team, User
@@ -99,22 +101,37 @@ def first_pages(
 ) -> dict[K, Page]:
     """The first page of every partition in ONE query, whatever the number of partitions.
 
-    Each partition is a LIMITed subquery in keyset order (an index range scan), OR-ed into
-    one `pk IN (...)` filter; `key(row)` deals the rows back to their partition, which must
-    not overlap. `shape` adds what the rows show (select_related, annotations, prefetches).
+    Each partition is a LIMITed subquery in keyset order (an index range scan); their ids
+    are one `pk IN (... UNION ALL ...)`; `key(row)` deals the rows back to their partition,
+    which must not overlap. `shape` adds what the rows show (select_related, annotations,
+    prefetches).
     """
-    wanted = Q(pk__in=[])
-    for condition in partitions.values():
-        wanted |= Q(pk__in=queryset.filter(condition).order_by(*ORDER).values("pk")[: limit + 1])
     dealt: dict[K, list[Opportunity]] = {k: [] for k in partitions}
     if partitions:
-        # Only ids picked by the subqueries above (so from `queryset`) come back. Repeating
+        picks = [
+            queryset.filter(condition).order_by(*ORDER).values("pk")[: limit + 1]
+            for condition in partitions.values()
+        ]
+        # Only ids picked by the subqueries (so from `queryset`) come back. Repeating
         # `queryset`'s filters out here would let SQLite scan the whole pipeline instead of
-        # looking the picked ids up.
-        rows = Opportunity.objects.filter(wanted)
+        # looking the picked ids up. One union, not one `pk IN` per partition OR-ed: over
+        # those PostgreSQL read every opportunity and probed each subquery's ids (0.3 s at 1M).
+        rows = Opportunity.objects.filter(pk__in=_union_all(picks))
         for row in shape(rows).order_by(*ORDER):
             dealt.setdefault(key(row), []).append(row)
     return {k: page_of(dealt[k], limit) for k in partitions}
+
+
+def _union_all(picks: Sequence[QuerySet[Any]]) -> RawSQL:
+    """The rows of the (sliced, one-column) `picks` as one subquery: a UNION ALL of derived
+    tables, as SQLite allows no LIMIT on a compound's own members."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for index, pick in enumerate(picks):
+        sql, pick_params = pick.query.sql_with_params()
+        parts.append(f"SELECT * FROM ({sql}) AS pick{index}")  # noqa: S608 - compiled ORM SQL
+        params.extend(pick_params)
+    return RawSQL(" UNION ALL ".join(parts), params)  # noqa: S611 - compiled ORM SQL
 
 
 # Filters --------------------------------------------------------------------------------
