@@ -6,7 +6,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,9 +27,11 @@ from opportuna.sales.selectors.todo import (
     todo_counts,
     todo_due_count,
     todo_first_pages,
+    todo_planned_activities,
 )
-from opportuna.sales.services import activity_plan, opportunity_standby
+from opportuna.sales.services import activity_plan, opportunity_standby, opportunity_update
 from tests.factories import ClientFactory, OpportunityFactory, activity_type, make_cast
+from tests.plans import postgres_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -455,6 +459,31 @@ def test_planned_activities_are_listed_and_can_be_done(owner_client, cast):
     task.refresh_from_db()
     assert task.done_at is not None
     assert len(events(opp, EventKind.ACTIVITY_COMPLETED)) == 1
+
+
+def test_my_planned_activities_are_those_on_deals_i_still_see_read_from_their_index(cast):
+    mine, handed_over = opp_for(cast), opp_for(cast)
+    for opp in (mine, handed_over):
+        activity_plan(
+            opportunity=opp, actor=cast.owner, type=activity_type("call"), due_at=timezone.now()
+        )
+    opportunity_update(
+        opportunity=handed_over, actor=cast.admin, version=handed_over.version, owner=cast.other
+    )
+    with CaptureQueriesContext(connection) as queries:
+        planned = todo_planned_activities(user=cast.owner)
+    assert [a.opportunity_id for a in planned] == [mine.pk]
+    (sql,) = [q["sql"] for q in queries.captured_queries]
+    # The few planned activities from their own index, not a scan of every activity; and
+    # kept by the owner each repeats, not matched with every opportunity the user sees.
+    if connection.vendor == "postgresql":
+        assert "activity_planned_idx" in postgres_plan(sql)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
+            plan = " / ".join(row[-1] for row in cursor.fetchall())
+        assert "USING INDEX activity_planned_idx" in plan
+        assert "opp_owner_created_idx" not in plan
 
 
 def test_completing_twice_says_so(owner_client, cast):

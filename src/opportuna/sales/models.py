@@ -621,6 +621,12 @@ class Activity(models.Model):
         indexes = [
             # Timeline of an opportunity and behaviour analysis (activities before closing).
             models.Index(fields=["opportunity", "done_at"], name="activity_timeline_idx"),
+            # To-do list: my planned activities, soonest first (the few not done yet).
+            models.Index(
+                fields=["user", "due_at", "id"],
+                condition=Q(done_at__isnull=True),
+                name="activity_planned_idx",
+            ),
             # Activity report on SQLite: each person's activities of a type done in a week
             # counted from this index alone (the opportunity or its owner for a narrowed set
             # of deals).

@@ -1,4 +1,5 @@
-"""Reads that depend on who asks. `visible_opportunities(user)` is the only door."""
+"""Reads that depend on who asks. `visible_opportunities(user)` is the only door (and
+`visible_activities(user)`, the same condition on the owner activities repeat)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,28 @@ from django.db.models import QuerySet
 
 from opportuna.accounts.models import User
 from opportuna.accounts.selectors import users_managed_by, visible_owner_filter
-from opportuna.sales.models import Client, Opportunity, OpportunityQuerySet
+from opportuna.sales.models import (
+    Activity,
+    ActivityQuerySet,
+    Client,
+    Opportunity,
+    OpportunityQuerySet,
+)
 
 
 def visible_opportunities(user: User) -> OpportunityQuerySet:
     """Every opportunity `user` may see: admin all, manager their teams, salesperson per policy."""
     owners = visible_owner_filter(user, prefix="owner")
     queryset = Opportunity.objects.all()
+    return queryset if owners is None else queryset.filter(owners)
+
+
+def visible_activities(user: User) -> ActivityQuerySet:
+    """The activities on opportunities `user` may see: the door's condition put on the owner
+    each activity repeats (`Activity.opportunity_owner`), so that a list of a few activities
+    (my planned ones) is not matched with every visible opportunity."""
+    owners = visible_owner_filter(user, prefix="opportunity_owner")
+    queryset = Activity.objects.all()
     return queryset if owners is None else queryset.filter(owners)
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from opportuna.accounts.models import User
 from opportuna.sales.models import Activity, ActivityType, Opportunity, OpportunityQuerySet, Status
-from opportuna.sales.selectors import visible_opportunities
+from opportuna.sales.selectors import visible_activities, visible_opportunities
 from opportuna.sales.selectors.board import ORDER, Cursor, Page, after, first_pages, page_of
 
 TODO_PAGE = 50
@@ -119,8 +119,9 @@ def todo_planned_activities(*, user: User, limit: int = ACTIVITY_LIMIT) -> list[
     """My planned activities (tasks) on opportunities I see, soonest first; `limit` + 1 rows
     are returned so the caller can tell there are more."""
     return list(
-        Activity.objects.planned()
-        .filter(user=user, opportunity__in=visible_opportunities(user).values("pk"))
+        visible_activities(user)
+        .planned()
+        .filter(user=user)
         .select_related("type", "opportunity", "opportunity__client")
         .order_by("due_at", "pk")[: limit + 1]
     )
