@@ -363,7 +363,7 @@ def test_the_migration_gives_every_activity_its_opportunitys_owner(cast, opp):
     Activity.objects.update(opportunity_owner=cast.other)
 
     migration = importlib.import_module(
-        "opportuna.sales.migrations.0019_activity_opportunity_owner"
+        "opportuna.sales.migrations.0020_activity_opportunity_owner_fill"
     )
     migration.fill(django_apps, None)
 

@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sales', '0019_activity_opportunity_owner'),
+        ("sales", "0021_activity_opportunity_owner_required"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='activity',
-            index=models.Index(condition=models.Q(('done_at__isnull', True)), fields=['user', 'due_at', 'id'], name='activity_planned_idx'),
+            model_name="activity",
+            index=models.Index(
+                condition=models.Q(("done_at__isnull", True)),
+                fields=["user", "due_at", "id"],
+                name="activity_planned_idx",
+            ),
         ),
     ]
