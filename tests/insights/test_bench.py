@@ -29,6 +29,24 @@ def test_a_scenario_runs_and_reports_its_times():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("who", "said"),
+    [
+        ("admin", "Forecast ORM and raw SQL give the same rows: yes"),
+        # The raw query is the whole company's: a manager's forecast is not expected to match.
+        ("manager", "Forecast ORM and raw SQL not compared"),
+    ],
+)
+def test_the_forecast_is_checked_against_the_raw_query_for_a_whole_company_view(who, said):
+    cast = make_cast()
+    OpportunityFactory.create_batch(3, owner=cast.other, pipeline=cast.pipeline)
+    out = StringIO()
+    username = getattr(cast, who).username
+    call_command("bench", "--runs", "1", "--scenario", "forecast", "--user", username, stdout=out)
+    assert said in out.getvalue()
+
+
+@pytest.mark.django_db
 def test_unknown_scenario_is_refused():
     make_cast()
     with pytest.raises(CommandError, match="Unknown scenario"):
