@@ -15,6 +15,7 @@ from opportuna.accounts.services import account_update
 from opportuna.sales.models import EventKind, Opportunity, OpportunityEvent, Status
 from opportuna.sales.search import search_index_rebuild
 from opportuna.sales.selectors.opportunity_list import (
+    PAGE_SIZE,
     SORT_KEYS,
     ListFilters,
     opportunity_list_page,
@@ -27,7 +28,7 @@ from tests.factories import (
     TagFactory,
     make_cast,
 )
-from tests.plans import postgres_plan
+from tests.plans import ORDER_FROM_AN_INDEX, postgres_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -201,7 +202,22 @@ def test_a_page_in_a_not_null_order_is_read_from_its_index_without_sorting(cast,
     # the index in that order, and sorts every visible row for one page (1.2 s at 1M).
     assert "NULLS" not in sql
     if connection.vendor == "postgresql":
-        assert "Sort" not in postgres_plan(sql)
+        assert "Sort" not in postgres_plan(sql, priced_out=ORDER_FROM_AN_INDEX)
+
+
+@pytest.mark.parametrize("sort", ["title", "-expected_close_date", "next_action_at"])
+def test_a_page_is_chosen_on_the_opportunities_alone_before_its_rows_are_joined(cast, sort):
+    _sort_fixture(cast)
+    with CaptureQueriesContext(connection) as queries:
+        page = opportunity_list_page(user=cast.admin, filters=ListFilters(), sort=sort)
+    assert [row.pk for row in page.rows] == _expected(sort)[:PAGE_SIZE]
+    sql = queries.captured_queries[0]["sql"]
+    # No index gives these orders: the page's ids are sorted out of the opportunities alone,
+    # then only those rows are joined with client, owner, pipeline, step and product (at 1M,
+    # joining every row first took 2.1 s on SQLite, 1.1 s on PostgreSQL).
+    chosen = sql[sql.index("IN (SELECT") :]
+    assert f"LIMIT {PAGE_SIZE + 1}" in chosen
+    assert " JOIN " not in chosen
 
 
 def test_next_link_keeps_filters_and_sort(client, cast):

