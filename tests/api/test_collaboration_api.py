@@ -161,6 +161,23 @@ def test_completing_twice_is_409(api, cast, opp):
     assert api.post(f"/api/v1/activities/{activity.pk}/complete").status_code == 409
 
 
+def test_an_activity_out_of_sight_cannot_be_completed(api, cast, opp, hidden):
+    elsewhere = services.activity_plan(
+        opportunity=hidden, actor=cast.other, type=activity_type("call"), due_at=timezone.now()
+    )
+    handed = services.activity_plan(
+        opportunity=opp, actor=cast.owner, type=activity_type("call"), due_at=timezone.now()
+    )
+    services.opportunity_update(
+        opportunity=opp, actor=cast.admin, version=opp.version, owner=cast.other
+    )
+
+    for activity in (elsewhere, handed):  # another's deal; a deal handed to another team
+        assert api.post(f"/api/v1/activities/{activity.pk}/complete", {}).status_code == 404
+        activity.refresh_from_db()
+        assert activity.done_at is None
+
+
 def test_an_activity_is_logged_or_planned_not_both(api, opp):
     now = timezone.now().isoformat()
 

@@ -38,6 +38,7 @@ from opportuna.sales.services import (
     step_delete,
 )
 from tests.factories import LostReasonFactory, OpportunityFactory, make_cast
+from tests.plans import sqlite_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -598,9 +599,7 @@ def test_sqlite_seeks_the_first_later_change_of_amount_and_probability_by_their_
     # the key as a parameter it walked every later event of each opportunity instead.
     replayed = Opportunity.objects.annotate(then=history._replayed(field, START)).values("then")
     sql, params = replayed.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-        plan = " / ".join(row[-1] for row in cursor.fetchall())
+    plan = sqlite_plan(sql, params)
     assert f"{index} (opportunity_id=? AND at>?)" in plan
 
 

@@ -42,6 +42,7 @@ from opportuna.sales.services import (
 )
 from opportuna.sales.services.imports import ImportRow
 from tests.factories import LostReasonFactory, PipelineFactory, activity_type, make_cast
+from tests.plans import sqlite_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -569,9 +570,7 @@ def test_sqlite_counts_the_funnel_in_index_order_without_sorting(cast, reason, c
         if not plans:  # the counting query: its first part, the grouping of the visits
             compiled, values = sources["visits"].query.sql_with_params()
             grouping = template.split(" UNION ALL ")[0].replace("{visits}", compiled)
-            with connection.cursor() as cursor:
-                cursor.execute(f"EXPLAIN QUERY PLAN {grouping}", values)
-                plans.append(" / ".join(row[-1] for row in cursor.fetchall()))
+            plans.append(sqlite_plan(grouping, values))
         return run(template, sources, params, using)
 
     with mock.patch.object(statistics, "_run_sources", explain):

@@ -26,6 +26,7 @@ from tests.factories import (
     UserFactory,
     activity_type,
 )
+from tests.plans import sqlite_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -266,9 +267,7 @@ def test_open_means_a_next_action_is_set_so_the_open_ones_partial_indexes_serve_
     sql, params = queryset.query.sql_with_params()
     assert '"next_action_at" IS NOT NULL' in sql  # literal, not a parameter
     if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-            plan = " / ".join(row[-1] for row in cursor.fetchall())
+        plan = sqlite_plan(sql, params)
         # The to-do list's partial index, already in next-action order.
         assert "opp_todo_idx" in plan
         assert "TEMP B-TREE" not in plan

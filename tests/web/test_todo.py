@@ -31,7 +31,7 @@ from opportuna.sales.selectors.todo import (
 )
 from opportuna.sales.services import activity_plan, opportunity_standby, opportunity_update
 from tests.factories import ClientFactory, OpportunityFactory, activity_type, make_cast
-from tests.plans import postgres_plan
+from tests.plans import postgres_plan, sqlite_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -479,9 +479,7 @@ def test_my_planned_activities_are_those_on_deals_i_still_see_read_from_their_in
     if connection.vendor == "postgresql":
         assert "activity_planned_idx" in postgres_plan(sql)
     else:
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-            plan = " / ".join(row[-1] for row in cursor.fetchall())
+        plan = sqlite_plan(sql)
         assert "USING INDEX activity_planned_idx" in plan
         assert "opp_owner_created_idx" not in plan
 
@@ -498,6 +496,18 @@ def test_completing_twice_says_so(owner_client, cast):
     htmx = owner_client.post(url, **HTMX)
     assert htmx.status_code == 422
     assert len(events(opp, EventKind.ACTIVITY_COMPLETED)) == 1
+
+
+def test_my_task_on_a_deal_handed_to_another_team_is_out_of_sight(owner_client, cast):
+    opp = opp_for(cast)
+    task = activity_plan(
+        opportunity=opp, actor=cast.owner, type=activity_type("call"), due_at=timezone.now()
+    )
+    opportunity_update(opportunity=opp, actor=cast.admin, version=opp.version, owner=cast.other)
+    response = owner_client.post(reverse("sales:todo_activity_done", args=[task.pk]))
+    assert response.status_code == 404
+    task.refresh_from_db()
+    assert task.done_at is None
 
 
 def test_someone_elses_task_on_a_visible_opportunity_is_refused(client, cast):

@@ -38,7 +38,7 @@ from opportuna.sales.models import (
     ProposalLine,
     Status,
 )
-from opportuna.sales.selectors import visible_clients, visible_opportunities
+from opportuna.sales.selectors import visible_activities, visible_clients, visible_opportunities
 
 M = TypeVar("M", bound=models.Model)
 Kind = Literal["int", "str", "date", "datetime"]
@@ -293,7 +293,7 @@ def activity_api_page(
 
 
 def visible_activity(*, user: User, pk: int) -> Activity:
-    return Activity.objects.filter(opportunity__in=visible_opportunities(user)).get(pk=pk)
+    return visible_activities(user).get(pk=pk)
 
 
 def event_api_page(

@@ -129,9 +129,7 @@ def todo_planned_activities(*, user: User, limit: int = ACTIVITY_LIMIT) -> list[
 
 def todo_activity(*, user: User, pk: int) -> Activity:
     """One activity on an opportunity `user` sees; DoesNotExist (404) otherwise."""
-    return Activity.objects.select_related("opportunity").get(
-        pk=pk, opportunity__in=visible_opportunities(user).values("pk")
-    )
+    return visible_activities(user).select_related("opportunity").get(pk=pk)
 
 
 def active_activity_types() -> list[ActivityType]:
