@@ -121,6 +121,14 @@ def test_history_is_in_the_past_and_activities_precede_the_close():
     assert (now - oldest).days > 2 * 365
 
 
+def test_every_activity_repeats_its_opportunitys_owner():
+    # The story goes through the services; the bulk writes its rows itself, owner included.
+    demo()
+    activities = Activity.objects.all()
+    assert activities.exists()
+    assert not activities.exclude(opportunity_owner=F("opportunity__owner")).exists()
+
+
 def test_open_opportunities_have_overdue_today_later_and_standby_next_actions():
     demo(opportunities=600)
     today = timezone.localdate()

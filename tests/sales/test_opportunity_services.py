@@ -357,7 +357,9 @@ def test_activities_repeat_their_opportunitys_owner_and_follow_a_new_one(cast, o
 
 
 def test_the_migration_gives_every_activity_its_opportunitys_owner(cast, opp):
+    theirs = OpportunityFactory(owner=cast.teammate, pipeline=cast.pipeline)
     logged = activity_log(opportunity=opp, actor=cast.owner, type=activity_type("call"))
+    helped = activity_log(opportunity=theirs, actor=cast.manager, type=activity_type("call"))
     # As the rows stood before the migration: no owner (a wrong one here, the column is not
     # nullable any more).
     Activity.objects.update(opportunity_owner=cast.other)
@@ -367,7 +369,10 @@ def test_the_migration_gives_every_activity_its_opportunitys_owner(cast, opp):
     )
     migration.fill(django_apps, None)
 
-    assert Activity.objects.get(pk=logged.pk).opportunity_owner_id == cast.owner.pk
+    assert dict(Activity.objects.values_list("pk", "opportunity_owner_id")) == {
+        logged.pk: cast.owner.pk,
+        helped.pk: cast.teammate.pk,  # the deal's owner, not who did it
+    }
 
 
 def test_update_event_leaves_out_unchanged_fields(cast, opp):

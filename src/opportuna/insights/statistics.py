@@ -377,6 +377,28 @@ def _kept(column: str, opportunities: QuerySet[Any]) -> tuple[str, dict[str, Que
     return f"+{column} IN ({{kept}}) AND ", {"kept": opportunities.order_by().values("pk")}
 
 
+def _narrowed(
+    rows: QuerySet[Any],
+    *,
+    user: User,
+    filters: StatisticsFilters,
+    owner: str,
+    opportunities: QuerySet[Any] | None = None,
+) -> QuerySet[Any]:
+    """`rows`, which point at an opportunity and repeat its owner in `owner`, of the
+    opportunities `filters` keep of those `user` sees: all of them for every opportunity;
+    narrowed by owners only, chosen by the owner (`filters.chosen_owners`: a few ids); else
+    matched with `opportunities` (those chosen opportunities, unless given)."""
+    chosen = filters.apply(visible_opportunities(user))
+    if every_opportunity(chosen):
+        return rows
+    owners = filters.chosen_owners(user)
+    if owners is not None:
+        return rows.filter(**{f"{owner}__in": owners})
+    kept = chosen if opportunities is None else opportunities
+    return rows.filter(opportunity__in=kept.order_by().values("pk"))
+
+
 def _kept_by_owner(
     *,
     user: User,
@@ -895,14 +917,10 @@ def _step_visits(
         )
     else:
         visits = StepVisit.objects.filter(opened_at__gte=first_instant, opened_at__lt=after_end)
-    chosen = filters.apply(visible_opportunities(user))
-    if not every_opportunity(chosen):
-        owners = filters.chosen_owners(user)
-        if owners is not None:  # by the owner each visit repeats
-            visits = visits.filter(owner_id__in=owners)
-        else:
-            cohort = chosen.filter(created_at__gte=first_instant, created_at__lt=after_end)
-            visits = visits.filter(opportunity__in=cohort.order_by().values("pk"))
+    cohort = filters.apply(visible_opportunities(user)).filter(
+        created_at__gte=first_instant, created_at__lt=after_end
+    )
+    visits = _narrowed(visits, user=user, filters=filters, owner="owner", opportunities=cohort)
     value = Case(
         When(~Q(left_by=""), then=F("days")),
         When(current=True, then=DaysBetween(Value(now, models.DateTimeField()), F("entered_at"))),
@@ -1472,14 +1490,8 @@ def activity_types() -> list[ActivityType]:
 def _activities_of(*, user: User, filters: StatisticsFilters) -> QuerySet[Activity]:
     """The activities of the opportunities `user` sees that the filters keep: narrowed by
     owners only, chosen by the owner each activity repeats (`StatisticsFilters.chosen_owners`)."""
-    opportunities = filters.apply(visible_opportunities(user))
     activities = Activity.objects.order_by()
-    if every_opportunity(opportunities):
-        return activities
-    owners = filters.chosen_owners(user)
-    if owners is not None:
-        return activities.filter(opportunity_owner__in=owners)
-    return activities.filter(opportunity__in=opportunities.order_by().values("pk"))
+    return _narrowed(activities, user=user, filters=filters, owner="opportunity_owner")
 
 
 def activity_report(
